@@ -1,0 +1,2 @@
+//! One module per subcommand. Each exposes an `Args` struct (clap) and `run(Args) -> anyhow::Result<()>`.
+//! Only `main` and `cli/` use anyhow; library code returns typed errors.

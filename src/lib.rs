@@ -1,0 +1,9 @@
+//! infer: run GGUF language models on CPUs and GPUs.
+//!
+//! Library layout (see README.md): `gguf` reads files, `quant` holds one module per block format,
+//! `cpu` the compute kernels, `model` the decoder forward, `tokenizer` the vocabularies, `sample`
+//! the sampler chain, `cli` the subcommands.
+
+pub mod cli;
+pub mod gguf;
+pub mod quant;
