@@ -5,5 +5,9 @@
 //! the sampler chain, `cli` the subcommands.
 
 pub mod cli;
+pub mod cpu;
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod sample;
+pub mod tokenizer;
