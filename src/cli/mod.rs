@@ -1,2 +1,4 @@
 //! One module per subcommand. Each exposes an `Args` struct (clap) and `run(Args) -> anyhow::Result<()>`.
 //! Only `main` and `cli/` use anyhow; library code returns typed errors.
+
+pub mod info;
