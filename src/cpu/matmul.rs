@@ -1,0 +1,209 @@
+//! Matrix products with a quantized weight matrix: `y = x W^T` for a batch of activation rows, as
+//! ggml's `mul_mat` does it on the CPU: every activation row is quantized once into the weight
+//! type's `vec_dot_type` (Q8_K for k-quants, Q8_0/Q8_1 for legacy quants, the float type itself
+//! for float weights), then each output is one `vec_dot` of a weight row with an activation row.
+//! Output rows are split over the pool in tiles, and a tile of weight rows is reused for every
+//! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
+
+use rayon::prelude::*;
+
+use super::Pool;
+use crate::quant::{self, GgmlType, QuantError, TypeKernels};
+
+/// A 2-D weight matrix viewed in place: `n_rows` rows of `n_cols` elements of one ggml type.
+#[derive(Clone, Copy)]
+pub struct QMatrix<'a> {
+    data: &'a [u8],
+    kernels: &'static TypeKernels,
+    /// Kernels of `kernels.vec_dot_type`, whose `from_f32` quantizes activations.
+    act: &'static TypeKernels,
+    n_cols: usize,
+    n_rows: usize,
+    row_bytes: usize,
+    act_row_bytes: usize,
+}
+
+/// Why bytes cannot be viewed as a matrix of a type.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error("{rows} rows of {cols} {ty} elements take {expected} bytes, but the data holds {got}")]
+    Size {
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        got: usize,
+    },
+}
+
+impl<'a> QMatrix<'a> {
+    pub fn new(
+        ty: GgmlType,
+        n_cols: usize,
+        n_rows: usize,
+        data: &'a [u8],
+    ) -> Result<QMatrix<'a>, MatrixError> {
+        let kernels = quant::kernels(ty)?;
+        let act = quant::kernels(kernels.vec_dot_type)?;
+        let row_bytes = quant::row_bytes(ty, n_cols)?;
+        let act_row_bytes = quant::row_bytes(kernels.vec_dot_type, n_cols)?;
+        let expected = row_bytes.checked_mul(n_rows);
+        if expected != Some(data.len()) {
+            return Err(MatrixError::Size {
+                ty,
+                rows: n_rows,
+                cols: n_cols,
+                expected: expected.unwrap_or(usize::MAX),
+                got: data.len(),
+            });
+        }
+        Ok(QMatrix {
+            data,
+            kernels,
+            act,
+            n_cols,
+            n_rows,
+            row_bytes,
+            act_row_bytes,
+        })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.kernels.ty
+    }
+
+    /// Elements per row (the input width of the product).
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Number of rows (the output width of the product).
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn row(&self, r: usize) -> &'a [u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Dequantize row `r` into `out` (`n_cols` long): how the embedding table is read, one token
+    /// row at a time.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.n_cols);
+        (self.kernels.to_f32)(self.row(r), out);
+    }
+}
+
+/// Weight rows per task: enough to amortise the task, few enough that a tile stays in L1/L2
+/// while every token of the batch passes over it.
+const TILE_ROWS: usize = 16;
+
+/// Raw output pointer shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write through it only at indices no other task writes (see `matmul`), and the
+// slice it points into outlives the parallel section that uses it.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// `y[t][r] = dot(W[r], x[t])` for `n_tok` activation rows `x` (`n_tok * n_cols`, row-major) into
+/// `y` (`n_tok * n_rows`, row-major). `act` is scratch for the quantized activations, reused
+/// across calls.
+pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], act: &mut Vec<u8>) {
+    let (k, m) = (w.n_cols, w.n_rows);
+    assert_eq!(x.len(), n_tok * k, "matmul input length");
+    assert_eq!(y.len(), n_tok * m, "matmul output length");
+    let arb = w.act_row_bytes;
+    act.clear();
+    act.resize(n_tok * arb, 0);
+    let from_f32 = w.act.from_f32;
+    let vec_dot = w.kernels.vec_dot;
+    pool.install(|| {
+        act.par_chunks_mut(arb)
+            .zip(x.par_chunks(k))
+            .for_each(|(a, xr)| from_f32(xr, a));
+        let act: &[u8] = act;
+        if n_tok == 1 {
+            y.par_chunks_mut(TILE_ROWS)
+                .enumerate()
+                .for_each(|(tile, ys)| {
+                    for (j, yr) in ys.iter_mut().enumerate() {
+                        *yr = vec_dot(k, w.row(tile * TILE_ROWS + j), act);
+                    }
+                });
+            return;
+        }
+        let out = OutPtr(y.as_mut_ptr());
+        let n_tiles = m.div_ceil(TILE_ROWS);
+        (0..n_tiles).into_par_iter().for_each(|tile| {
+            let out = out;
+            let rows = tile * TILE_ROWS..((tile + 1) * TILE_ROWS).min(m);
+            for t in 0..n_tok {
+                let a = &act[t * arb..(t + 1) * arb];
+                for r in rows.clone() {
+                    let v = vec_dot(k, w.row(r), a);
+                    // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); row ranges of distinct
+                    // tiles are disjoint, so no other task writes this element, and `y` is
+                    // borrowed mutably for the whole parallel section.
+                    unsafe { *out.0.add(t * m + r) = v };
+                }
+            }
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random sequence in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn f32_matmul_matches_naive_product_for_batch_and_single_row() {
+        let (k, m, n_tok) = (64, 37, 5); // m not a multiple of the tile
+        let wv = values(k * m, 1);
+        let x = values(k * n_tok, 2);
+        let bytes: Vec<u8> = wv.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let w = QMatrix::new(GgmlType::F32, k, m, &bytes).expect("f32 matrix");
+        let pool = Pool::new(2).expect("pool");
+        let mut act = Vec::new();
+        let mut y = vec![0.0f32; n_tok * m];
+        matmul(&pool, &w, &x, n_tok, &mut y, &mut act);
+        let mut y1 = vec![0.0f32; m];
+        matmul(&pool, &w, &x[k..2 * k], 1, &mut y1, &mut act);
+        for t in 0..n_tok {
+            for r in 0..m {
+                let want: f32 = (0..k).map(|i| wv[r * k + i] * x[t * k + i]).sum();
+                assert!((y[t * m + r] - want).abs() < 1e-4, "t{t} r{r}");
+            }
+        }
+        assert_eq!(&y1[..], &y[m..2 * m]);
+    }
+
+    #[test]
+    fn wrong_byte_count_is_an_error() {
+        let bytes = vec![0u8; 4 * 10];
+        assert!(matches!(
+            QMatrix::new(GgmlType::F32, 4, 3, &bytes),
+            Err(MatrixError::Size {
+                expected: 48,
+                got: 40,
+                ..
+            })
+        ));
+    }
+}

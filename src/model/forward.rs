@@ -1,0 +1,343 @@
+//! THE forward pass: one pre-norm decoder for every supported architecture, parameterised by the
+//! flags in `Hparams` (RoPE pairing and bases, Q/K norms, post-norms, gate activation, embedding
+//! scale, sliding-window layers, logit soft-cap). A batch of tokens runs through each weight once
+//! (batched matmul for prefill, matvec for one token); the KV cache grows by the batch.
+//!
+//! Per layer, with x the residual stream of the batch:
+//!   h = rms_norm(x) * attn_norm
+//!   q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
+//!   [q, k = rms_norm per head * q_norm, k_norm]        (qk_norm)
+//!   q, k = rope(q), rope(k)                            (base/scale of a global or local layer)
+//!   a = attention(q, cache + k, cache + v) Wo (+bo)    (window on sliding-window layers)
+//!   [a = rms_norm(a) * post_attention_norm]            (post_norms)
+//!   x = x + a
+//!   h = rms_norm(x) * ffn_norm
+//!   f = (act(h Wgate) * (h Wup)) Wdown
+//!   [f = rms_norm(f) * post_ffw_norm]                  (post_norms)
+//!   x = x + f
+//! then logits = (rms_norm(x) * output_norm) Wout, [soft-capped].
+
+use super::arch::Activation;
+use super::hparams::Hparams;
+use super::kv_cache::KvCache;
+use super::weights::Linear;
+use super::{Model, ModelError};
+use crate::cpu::attention::{attention, AttnParams};
+use crate::cpu::matmul::matmul;
+use crate::cpu::ops;
+use crate::cpu::Pool;
+
+/// Tokens per internal pass: bounds the scratch memory of a long prompt while keeping weight
+/// reuse across the batch (llama.cpp's default physical batch is the same size).
+const MAX_BATCH: usize = 512;
+
+/// The KV cache of one sequence plus every scratch buffer of the forward pass. Buffers grow to
+/// the largest batch seen and are reused, so decoding allocates nothing.
+pub struct State {
+    kv: KvCache,
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    rope_global: Vec<f32>,
+    rope_swa: Vec<f32>,
+    logits: Vec<f32>,
+    act: Vec<u8>,
+}
+
+impl State {
+    pub(crate) fn new(hp: &Hparams, n_ctx: usize) -> State {
+        State {
+            kv: KvCache::new(hp.n_layer, n_ctx, hp.n_k(), hp.n_v()),
+            x: Vec::new(),
+            xn: Vec::new(),
+            q: Vec::new(),
+            k: Vec::new(),
+            v: Vec::new(),
+            attn: Vec::new(),
+            proj: Vec::new(),
+            gate: Vec::new(),
+            up: Vec::new(),
+            rope_global: Vec::new(),
+            rope_swa: Vec::new(),
+            logits: Vec::new(),
+            act: Vec::new(),
+        }
+    }
+
+    /// Positions already in the cache; the next token goes at this position.
+    pub fn len(&self) -> usize {
+        self.kv.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx()
+    }
+
+    /// Drop cached positions `n..` (e.g. rejected speculative tokens, or a new prompt).
+    pub fn truncate(&mut self, n: usize) {
+        self.kv.truncate(n);
+    }
+}
+
+/// `v` resized to exactly `n` elements (keeping its allocation).
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+/// `y = x W (+ b)` for `n` rows.
+fn linear(pool: &Pool, l: &Linear, x: &[f32], n: usize, y: &mut [f32], act: &mut Vec<u8>) {
+    matmul(pool, &l.w, x, n, y, act);
+    if let Some(b) = &l.b {
+        for row in y.chunks_exact_mut(b.len()) {
+            ops::add_inplace(row, b);
+        }
+    }
+}
+
+/// RMS norm of each `width`-wide row of `x` into `out`.
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let width = w.len();
+    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        ops::rms_norm(xr, w, eps, or);
+    }
+}
+
+/// In-place RMS norm of each `w.len()`-wide row (per-head Q/K norms, post-norms).
+fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    for r in x.chunks_exact_mut(w.len()) {
+        ops::rms_norm_inplace(r, w, eps);
+    }
+}
+
+/// Angles for positions `pos0..pos0 + n`, `n_rot` floats per position.
+fn rope_table(
+    hp: &Hparams,
+    freqs: Option<&[f32]>,
+    base: f32,
+    scale: f32,
+    pos0: usize,
+    n: usize,
+    out: &mut Vec<f32>,
+) {
+    let out = sized(out, n * hp.n_rot);
+    for (t, cs) in out.chunks_exact_mut(hp.n_rot).enumerate() {
+        ops::rope_cache(pos0 + t, hp.n_rot, base, scale, cs);
+        if let Some(ff) = freqs {
+            // Llama 3.1 frequency factors divide theta before the scaling; recompute those pairs.
+            let theta_scale = base.powf(-2.0 / hp.n_rot as f32);
+            let mut theta = (pos0 + t) as f32;
+            for (pair, &f) in cs.chunks_exact_mut(2).zip(ff) {
+                let a = scale * (theta / f);
+                pair[0] = a.cos();
+                pair[1] = a.sin();
+                theta *= theta_scale;
+            }
+        }
+    }
+}
+
+impl Model<'_> {
+    /// Run `tokens` at positions `st.len()..`; returns logits for the last token (`n_vocab`) or,
+    /// with `all_logits`, for every token (`tokens.len() * n_vocab`, row-major).
+    pub fn forward<'s>(
+        &self,
+        st: &'s mut State,
+        tokens: &[u32],
+        all_logits: bool,
+    ) -> Result<&'s [f32], ModelError> {
+        let hp = &self.hp;
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyBatch);
+        }
+        if st.len() + tokens.len() > st.n_ctx() {
+            return Err(ModelError::ContextExceeded {
+                cached: st.len(),
+                new: tokens.len(),
+                n_ctx: st.n_ctx(),
+            });
+        }
+        if let Some((index, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= hp.n_vocab)
+        {
+            return Err(ModelError::BadToken {
+                id,
+                index,
+                n_vocab: hp.n_vocab,
+            });
+        }
+        let n_out = if all_logits { tokens.len() } else { 1 };
+        let mut logits = std::mem::take(&mut st.logits);
+        logits.resize(n_out * hp.n_vocab, 0.0);
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let last = ci + 1 == n_chunks;
+            if all_logits {
+                let rows = &mut logits[ci * MAX_BATCH * hp.n_vocab..][..chunk.len() * hp.n_vocab];
+                self.forward_batch(st, chunk, Some(rows), true);
+            } else if last {
+                self.forward_batch(st, chunk, Some(&mut logits[..]), false);
+            } else {
+                self.forward_batch(st, chunk, None, false);
+            }
+        }
+        st.logits = logits;
+        Ok(&st.logits)
+    }
+
+    /// One batch through every layer. `logits`: where to write the logits of every token
+    /// (`all`) or of the last one, or `None` to skip the output head (a non-final prefill chunk).
+    fn forward_batch(&self, st: &mut State, tokens: &[u32], logits: Option<&mut [f32]>, all: bool) {
+        let hp = &self.hp;
+        let w = &self.weights;
+        let pool = &self.pool;
+        let n = tokens.len();
+        let e = hp.n_embd;
+        let pos0 = st.len();
+        let eps = hp.rms_eps;
+
+        let x = sized(&mut st.x, n * e);
+        for (row, &tok) in x.chunks_exact_mut(e).zip(tokens) {
+            w.token_embd.dequantize_row(tok as usize, row);
+            if let Some(s) = hp.embd_scale {
+                ops::scale_inplace(row, s);
+            }
+        }
+        let freqs = w.rope_freqs.as_deref();
+        rope_table(
+            hp,
+            freqs,
+            hp.rope_freq_base,
+            hp.rope_freq_scale,
+            pos0,
+            n,
+            &mut st.rope_global,
+        );
+        if hp.swa_layers.iter().any(|&s| s) {
+            rope_table(
+                hp,
+                freqs,
+                hp.rope_freq_base_swa,
+                hp.rope_freq_scale_swa,
+                pos0,
+                n,
+                &mut st.rope_swa,
+            );
+        }
+
+        let xn = sized(&mut st.xn, n * e);
+        let q = sized(&mut st.q, n * hp.n_q());
+        let k = sized(&mut st.k, n * hp.n_k());
+        let v = sized(&mut st.v, n * hp.n_v());
+        let attn = sized(&mut st.attn, n * hp.n_head * hp.head_dim_v);
+        let proj = sized(&mut st.proj, n * e);
+        let gate = sized(&mut st.gate, n * hp.n_ff);
+        let up = sized(&mut st.up, n * hp.n_ff);
+        let act = &mut st.act;
+
+        for (il, lw) in w.layers.iter().enumerate() {
+            let swa = hp.is_swa(il);
+            norm_rows(x, &lw.attn_norm, eps, xn);
+            linear(pool, &lw.wq, xn, n, q, act);
+            linear(pool, &lw.wk, xn, n, k, act);
+            linear(pool, &lw.wv, xn, n, v, act);
+            if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                norm_rows_inplace(q, qn, eps);
+                norm_rows_inplace(k, kn, eps);
+            }
+            let table = if swa { &st.rope_swa } else { &st.rope_global };
+            for t in 0..n {
+                let cs = &table[t * hp.n_rot..(t + 1) * hp.n_rot];
+                ops::rope(
+                    &mut q[t * hp.n_q()..(t + 1) * hp.n_q()],
+                    hp.head_dim,
+                    hp.n_rot,
+                    hp.rope_style,
+                    cs,
+                );
+                ops::rope(
+                    &mut k[t * hp.n_k()..(t + 1) * hp.n_k()],
+                    hp.head_dim,
+                    hp.n_rot,
+                    hp.rope_style,
+                    cs,
+                );
+            }
+            let cache = st.kv.layer_mut(il);
+            cache.append(k, v);
+            let params = AttnParams {
+                n_head: hp.n_head,
+                n_head_kv: hp.n_head_kv,
+                head_dim: hp.head_dim,
+                head_dim_v: hp.head_dim_v,
+                scale: hp.attn_scale,
+                window: if swa { hp.sliding_window } else { None },
+            };
+            attention(
+                pool,
+                &params,
+                q,
+                cache.keys(),
+                cache.values(),
+                pos0,
+                n,
+                attn,
+            );
+            linear(pool, &lw.wo, attn, n, proj, act);
+            if let Some(pn) = &lw.attn_post_norm {
+                norm_rows_inplace(proj, pn, eps);
+            }
+            ops::add_inplace(x, proj);
+
+            norm_rows(x, &lw.ffn_norm, eps, xn);
+            linear(pool, &lw.ffn_gate, xn, n, gate, act);
+            linear(pool, &lw.ffn_up, xn, n, up, act);
+            for (g, u) in gate.chunks_exact_mut(hp.n_ff).zip(up.chunks_exact(hp.n_ff)) {
+                match hp.activation {
+                    Activation::Silu => gated(g, u, ops::swiglu),
+                    Activation::GeluTanh => gated(g, u, ops::geglu),
+                }
+            }
+            linear(pool, &lw.ffn_down, gate, n, proj, act);
+            if let Some(pn) = &lw.ffn_post_norm {
+                norm_rows_inplace(proj, pn, eps);
+            }
+            ops::add_inplace(x, proj);
+        }
+
+        let Some(logits) = logits else { return };
+        let rows = if all { 0..n } else { n - 1..n };
+        let n_rows = rows.len();
+        let xs = &x[rows.start * e..rows.end * e];
+        let xn = &mut xn[..n_rows * e];
+        norm_rows(xs, &w.output_norm, eps, xn);
+        linear(pool, &w.output, xn, n_rows, logits, act);
+        if let Some(cap) = hp.final_logit_softcap {
+            ops::softcap_inplace(logits, cap);
+        }
+    }
+}
+
+/// `g = f(g, u)` for a gated activation `f(gate, up, out)`, via a row-sized stack of chunks so
+/// that input and output never alias.
+fn gated(g: &mut [f32], u: &[f32], f: fn(&[f32], &[f32], &mut [f32])) {
+    const CHUNK: usize = 256;
+    let mut tmp = [0.0f32; CHUNK];
+    for (gc, uc) in g.chunks_mut(CHUNK).zip(u.chunks(CHUNK)) {
+        let t = &mut tmp[..gc.len()];
+        f(gc, uc, t);
+        gc.copy_from_slice(t);
+    }
+}

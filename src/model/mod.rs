@@ -1,0 +1,133 @@
+//! A decoder-only transformer bound to a GGUF file: hyperparameters (`hparams`) and per-architecture
+//! flags (`arch`) read once, weights viewed in place (`weights`), the KV cache (`kv_cache`) and the
+//! one forward pass shared by every architecture (`forward`). The compute kernels live in `cpu`;
+//! this module decides what to compute, not how.
+
+pub mod arch;
+pub mod forward;
+pub mod hparams;
+pub mod kv_cache;
+pub mod weights;
+
+pub use forward::State;
+pub use hparams::Hparams;
+
+use crate::cpu::Pool;
+use crate::gguf::{GgufError, GgufFile};
+use crate::quant::GgmlType;
+use weights::Weights;
+
+/// Errors from loading or running a model. Each names the file and the field, tensor or value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{file}: unsupported architecture '{arch}' (supported: {supported})")]
+    UnsupportedArch {
+        file: String,
+        arch: String,
+        supported: String,
+    },
+    #[error("{file}: missing tensor '{name}'")]
+    MissingTensor { file: String, name: String },
+    #[error("{file}: tensor '{name}' has type {ty}, which infer cannot compute with")]
+    UnsupportedType {
+        file: String,
+        name: String,
+        ty: GgmlType,
+    },
+    #[error("{file}: tensor '{name}' has shape {got:?}, expected {expected:?}")]
+    Shape {
+        file: String,
+        name: String,
+        got: Vec<u64>,
+        expected: Vec<u64>,
+    },
+    #[error("{file}: tensor '{name}': {why}")]
+    Tensor {
+        file: String,
+        name: String,
+        why: String,
+    },
+    #[error("{file}: metadata key '{key}' is missing")]
+    MissingKey { file: String, key: String },
+    #[error("{file}: metadata '{key}' = {value} is invalid: {why}")]
+    BadValue {
+        file: String,
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("cannot start {n_threads} compute threads: {why}")]
+    Threads { n_threads: usize, why: String },
+    #[error("context exceeded: {cached} cached + {new} new tokens > n_ctx {n_ctx}")]
+    ContextExceeded {
+        cached: usize,
+        new: usize,
+        n_ctx: usize,
+    },
+    #[error("token id {id} at batch index {index} is out of range (n_vocab {n_vocab})")]
+    BadToken {
+        id: u32,
+        index: usize,
+        n_vocab: usize,
+    },
+    #[error("forward called with no tokens")]
+    EmptyBatch,
+    #[error("n_ctx must be at least 1")]
+    ZeroContext,
+}
+
+/// How to run a model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelOptions {
+    /// Compute threads; 0 means one per available core.
+    pub n_threads: usize,
+}
+
+/// A model ready to run: hyperparameters, weight views into `gguf`, and a thread pool.
+pub struct Model<'a> {
+    hp: Hparams,
+    weights: Weights<'a>,
+    pool: Pool,
+}
+
+impl<'a> Model<'a> {
+    /// Bind the weights of `gguf`, checking the architecture, every tensor's presence, shape and
+    /// type. Touches no tensor data except the small norm/bias vectors.
+    pub fn load(gguf: &'a GgufFile, opts: &ModelOptions) -> Result<Model<'a>, ModelError> {
+        let file = gguf.path().display().to_string();
+        let arch_name = gguf.metadata().arch()?;
+        let spec = arch::find(arch_name).ok_or_else(|| ModelError::UnsupportedArch {
+            file: file.clone(),
+            arch: arch_name.to_string(),
+            supported: arch::supported_list(),
+        })?;
+        let embd = weights::Binder::new(gguf).require(arch::names::TOKEN_EMBD)?;
+        let n_vocab = embd.dims.get(1).copied().unwrap_or(1) as usize;
+        let hp = Hparams::load(gguf, spec, n_vocab)?;
+        let weights = Weights::bind(gguf, spec, &hp)?;
+        let pool = Pool::new(opts.n_threads).map_err(|e| ModelError::Threads {
+            n_threads: opts.n_threads,
+            why: e.to_string(),
+        })?;
+        Ok(Model { hp, weights, pool })
+    }
+
+    pub fn hparams(&self) -> &Hparams {
+        &self.hp
+    }
+
+    /// Threads the forward pass uses.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// A fresh state (KV cache for `n_ctx` positions and scratch buffers) for this model.
+    pub fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+        if n_ctx == 0 {
+            return Err(ModelError::ZeroContext);
+        }
+        Ok(State::new(&self.hp, n_ctx))
+    }
+}
