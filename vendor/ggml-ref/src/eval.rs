@@ -23,7 +23,11 @@ pub enum EvalError {
     /// `llama_decode` returned a non-zero status.
     Decode { status: i32, n_tokens: usize },
     /// More tokens than the context holds.
-    ContextFull { n_past: usize, n_tokens: usize, n_ctx: usize },
+    ContextFull {
+        n_past: usize,
+        n_tokens: usize,
+        n_ctx: usize,
+    },
     /// `llama_model_quantize` returned a non-zero status.
     Quantize { input: String, status: u32 },
     /// A logits row that llama.cpp did not compute.
@@ -39,7 +43,11 @@ impl fmt::Display for EvalError {
             EvalError::Decode { status, n_tokens } => {
                 write!(f, "llama_decode of {n_tokens} tokens returned {status}")
             }
-            EvalError::ContextFull { n_past, n_tokens, n_ctx } => write!(
+            EvalError::ContextFull {
+                n_past,
+                n_tokens,
+                n_ctx,
+            } => write!(
                 f,
                 "{n_tokens} tokens after {n_past} do not fit the context of {n_ctx}"
             ),
@@ -53,7 +61,12 @@ impl fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-unsafe extern "C" fn quiet_log(_level: sys::ggml_log_level, _text: *const c_char, _user: *mut c_void) {}
+unsafe extern "C" fn quiet_log(
+    _level: sys::ggml_log_level,
+    _text: *const c_char,
+    _user: *mut c_void,
+) {
+}
 
 static INIT: Once = Once::new();
 
@@ -95,7 +108,10 @@ impl LlamaModel {
         if ptr.is_null() {
             return Err(EvalError::Load(path.display().to_string()));
         }
-        Ok(LlamaModel { ptr, path: path.display().to_string() })
+        Ok(LlamaModel {
+            ptr,
+            path: path.display().to_string(),
+        })
     }
 
     /// Number of tokens in the vocabulary, which is the length of a logits row.
@@ -127,7 +143,12 @@ pub struct ContextParams {
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 1024, n_batch: 1024, n_threads: 2, flash_attn: false }
+        ContextParams {
+            n_ctx: 1024,
+            n_batch: 1024,
+            n_threads: 2,
+            flash_attn: false,
+        }
     }
 }
 
@@ -214,7 +235,10 @@ impl<'m> LlamaContext<'m> {
             let status = sys::llama_decode(self.ctx, b);
             sys::llama_batch_free(batch);
             if status != 0 {
-                return Err(EvalError::Decode { status, n_tokens: n });
+                return Err(EvalError::Decode {
+                    status,
+                    n_tokens: n,
+                });
             }
         }
         self.n_past += n;
@@ -276,7 +300,12 @@ impl Ftype {
 
 /// Quantize the GGUF model `input` (F32/F16 weights) into `output` with llama.cpp's own mixture
 /// rules for `ftype` (e.g. Q4_K_M keeps some tensors in Q6_K), as `llama-quantize` would.
-pub fn quantize(input: &Path, output: &Path, ftype: Ftype, n_threads: i32) -> Result<(), EvalError> {
+pub fn quantize(
+    input: &Path,
+    output: &Path,
+    ftype: Ftype,
+    n_threads: i32,
+) -> Result<(), EvalError> {
     init();
     let ci = c_path(input)?;
     let co = c_path(output)?;
@@ -288,7 +317,10 @@ pub fn quantize(input: &Path, output: &Path, ftype: Ftype, n_threads: i32) -> Re
     // struct whose pointer fields are the defaults (null).
     let status = unsafe { sys::llama_model_quantize(ci.as_ptr(), co.as_ptr(), &params) };
     if status != 0 {
-        return Err(EvalError::Quantize { input: input.display().to_string(), status });
+        return Err(EvalError::Quantize {
+            input: input.display().to_string(),
+            status,
+        });
     }
     Ok(())
 }
