@@ -3,3 +3,4 @@
 
 pub use llama_cpp_sys_2 as sys;
 pub mod eval;
+pub mod llama;
