@@ -23,6 +23,9 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
 use std::mem::{align_of, size_of};
 use std::sync::OnceLock;
 
@@ -34,7 +37,11 @@ pub enum QuantError {
     #[error("tensor type {0} is not supported for computation")]
     Unsupported(GgmlType),
     #[error("{ty}: {n} elements is not a multiple of the block size {block}")]
-    RaggedRow { ty: GgmlType, n: usize, block: usize },
+    RaggedRow {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
     #[error("{ty}: {n} elements take {expected} bytes, but the buffer holds {got}")]
     ByteLength {
         ty: GgmlType,
@@ -89,6 +96,10 @@ fn best_table() -> &'static [TypeKernels] {
     BEST.get_or_init(|| {
         #[allow(unused_mut)]
         let mut table = SCALAR.to_vec();
+        #[cfg(target_arch = "x86_64")]
+        for k in &mut table {
+            x86::specialise(k);
+        }
         table
     })
 }
@@ -220,7 +231,10 @@ pub(crate) fn expect_blocks<'a, B: Block>(
     row: &'a [u8],
     what: &'static str,
 ) -> &'a [B] {
-    assert!(n % qk == 0, "{what}: {n} elements is not whole blocks of {qk}");
+    assert!(
+        n % qk == 0,
+        "{what}: {n} elements is not whole blocks of {qk}"
+    );
     let blocks = as_blocks::<B>(row);
     assert!(
         blocks.len() == n / qk,

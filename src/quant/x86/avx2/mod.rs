@@ -1,0 +1,73 @@
+//! AVX2+FMA+F16C kernels, split by family: `legacy` (float and 32-element block formats) and
+//! `kquants` (256-element super-blocks). Shared lane helpers live here. Every function is an
+//! `unsafe` `#[target_feature(enable = "avx2,fma,f16c")]` fn: callers must have checked
+//! `super::avx2_available()`; slices are length-checked inside, so no other precondition exists.
+
+pub mod legacy;
+
+use std::arch::x86_64::*;
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Products of unsigned bytes `ux` with signed bytes `sy`, summed in fours into 8 f32 lanes.
+/// `maddubs` saturates a pair sum at ±32767: fine while |ux·sy| ≤ 128·127 per element.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn mul_sum_us8_ps(ux: __m256i, sy: __m256i) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(ux, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// Products of signed bytes `x` and `y`, summed in fours into 8 f32 lanes. `y` must not hold -128
+/// (its sign flip would wrap); activations from our quantizers are within ±127.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn mul_sum_i8_ps(x: __m256i, y: __m256i) -> __m256 {
+    // maddubs needs one unsigned operand: move x's sign onto y.
+    mul_sum_us8_ps(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles in bytes 0..16, high nibbles in bytes 16..32 (the
+/// element order of the legacy 4- and 5-bit blocks).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: `qs` is 16 readable bytes; loadu has no alignment requirement.
+    let lo = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(lo, 4), lo);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// 32 bits → 32 bytes, byte j = 0xFF where bit j of `bits` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn bytes_from_bits(bits: u32) -> __m256i {
+    // Byte j takes byte j/8 of `bits`, then tests its own bit j%8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+}
+
+/// 32 signed bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn load_i8x32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: `p` is 32 readable bytes; loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
