@@ -5,3 +5,4 @@ pub use llama_cpp_sys_2 as sys;
 pub mod eval;
 pub mod llama;
 pub mod generate;
+pub mod quant;
