@@ -6,3 +6,4 @@ pub mod info;
 pub mod perplexity;
 pub mod run;
 pub mod tokenize;
+pub mod tokenize;
