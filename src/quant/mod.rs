@@ -16,12 +16,18 @@ pub mod types;
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod q2_k;
+pub mod q3_k;
 pub mod q4_0;
 pub mod q4_1;
+pub mod q4_k;
 pub mod q5_0;
 pub mod q5_1;
+pub mod q5_k;
+pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
+pub mod q8_k;
 
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -88,6 +94,12 @@ static SCALAR: &[TypeKernels] = &[
     q5_1::KERNELS,
     q8_0::KERNELS,
     q8_1::KERNELS,
+    q2_k::KERNELS,
+    q3_k::KERNELS,
+    q4_k::KERNELS,
+    q5_k::KERNELS,
+    q6_k::KERNELS,
+    q8_k::KERNELS,
 ];
 
 /// The scalar table with SIMD kernels swapped in where this CPU has the features.

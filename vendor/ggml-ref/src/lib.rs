@@ -5,4 +5,5 @@ pub use llama_cpp_sys_2 as sys;
 pub mod eval;
 pub mod llama;
 pub mod generate;
+pub mod kquant;
 pub mod quant;
