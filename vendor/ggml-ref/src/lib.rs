@@ -3,7 +3,8 @@
 
 pub use llama_cpp_sys_2 as sys;
 pub mod eval;
-pub mod llama;
 pub mod generate;
+pub mod gguf;
 pub mod kquant;
+pub mod llama;
 pub mod quant;
