@@ -3,6 +3,8 @@
 //! spread of normal ones, detokenized text, token attributes and the end-of-generation set.
 //! Skips (with a message) when the model is not present.
 
+mod tokenizer_support;
+
 use ggml_ref::llama::RefModel;
 use infer::gguf::GgufFile;
 use infer::tokenizer::Tokenizer;
@@ -45,95 +47,11 @@ fn pair() -> Option<&'static Pair> {
     .as_ref()
 }
 
-fn corpus() -> Vec<String> {
-    let mut v: Vec<String> = [
-        "",
-        " ",
-        "  ",
-        "   ",
-        "\t",
-        "\t\t",
-        " \t \t",
-        "\n",
-        "\n\n",
-        "\n\n\n\n",
-        "\r\n",
-        "line one\r\nline two\r\n",
-        "Hello",
-        "Hello world",
-        " Hello world",
-        "Hello world ",
-        "  leading and trailing  ",
-        "Hello,   world!   How are you?",
-        "mixed \t whitespace\t \n end",
-        "fn main() {\n    println!(\"hi {}\", 42);\n}\n",
-        "def f(x):\n    if x:\n        return [i ** 2 for i in range(x)]\n    return None\n",
-        "{\"key\": [1, 2.5, -3e10, true, null], \"nested\": {\"a\": \"b\"}}",
-        "SELECT * FROM users WHERE id = 1;",
-        "<html><body><div class=\"x\">hi</div></body></html>",
-        "<table><tr><td>1</td></tr></table>",
-        "中文分词测试，这是一个句子。",
-        "日本語のテキストです。カタカナとひらがな",
-        "한국어 텍스트입니다",
-        "Emoji: 😀🎉👍🏽 and 👩‍👩‍👧‍👦 family, 🏳️‍🌈 flag",
-        "👍🏻👍🏼👍🏽👍🏾👍🏿",
-        "café naïve résumé Ångström",
-        "e\u{301} combining acute, a\u{30a}, n\u{303}",
-        "Zalgo: Z\u{36b}\u{33e}a\u{357}l\u{30f}g\u{34b}o",
-        "مرحبا بالعالم",
-        "שלום עולם",
-        "नमस्ते दुनिया, हिन्दी पाठ",
-        "สวัสดีครับ ภาษาไทย",
-        "Привет, мир! Ёжик",
-        "Γειά σου Κόσμε",
-        "0123456789",
-        "3.14159 2,718 1e-9 -42 +7 100000000000",
-        "Numbers: 1 12 123 1234 12345 123456",
-        "https://example.com/path?query=1&x=y#frag",
-        "user@example.org, ftp://files.example.net/a/b.tar.gz",
-        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
-        "<bos>",
-        "<bos>Hello<eos>",
-        "<start_of",
-        "<start_of_turn",
-        "text <end_of_turn> more",
-        "</s> and <s> and <unk> and <pad> and <mask>",
-        "<unused0><unused6241>[multimodal]",
-        "<b>bold</b> <i>it</i> <code>x</code>",
-        "\u{1}\u{2}\u{7f} control chars",
-        "\u{E000}\u{F8FF} private use",
-        "\u{10FFFF} and \u{FFFD}",
-        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 𝒮𝒸𝓇𝒾𝓅𝓉",
-        "∀x∈ℝ: x² ≥ 0 → √x ∈ ℝ⁺",
-        "tabs\tinside\twords",
-        "\n\nleading newlines",
-        "trailing newlines\n\n\n",
-        "                                        forty spaces",
-        "a\u{a0}b\u{2003}c\u{3000}d",
-        "I'm sure you've heard they'll say it's 'quoted'",
-        "ALL CAPS SENTENCE. lower case sentence.",
-        "--- *** ___ ~~~ ``` ''' \"\"\"",
-        "\\escaped\\ \"quotes\" and 'apostrophes'",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.push(
-        "The quick brown fox jumps over the lazy dog. ".repeat(20)
-            + "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor \
-               incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis \
-               nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat.",
-    );
-    v.push("x".repeat(300));
-    v.push("\u{2581}already escaped\u{2581}space".to_string());
-    v
-}
-
 #[test]
 fn ids_match_llama_cpp_on_the_corpus() {
     let Some(p) = pair() else { return };
     let mut n = 0;
-    for text in corpus() {
+    for text in tokenizer_support::corpus() {
         for (add_special, parse_special) in
             [(true, true), (false, false), (true, false), (false, true)]
         {
@@ -220,7 +138,7 @@ fn attributes_and_end_of_generation_match_llama_cpp() {
 #[test]
 fn detokenize_matches_llama_cpp() {
     let Some(p) = pair() else { return };
-    for text in corpus() {
+    for text in tokenizer_support::corpus() {
         let ids = p.ours.encode(&text, true, true);
         for (remove_special, unparse_special) in
             [(false, false), (true, false), (false, true), (true, true)]

@@ -71,12 +71,9 @@ impl Merges {
     pub fn new(lines: &[String]) -> Merges {
         let mut ranks = HashMap::with_capacity(lines.len());
         for (rank, line) in lines.iter().enumerate() {
-            // llama.cpp splits at the first space after the first byte; the first of
-            // repeated pairs keeps its rank.
-            if line.len() < 2 || !line.is_char_boundary(1) {
-                continue;
-            }
-            if line[1..].find(' ').is_some() {
+            // llama.cpp splits at the first space from byte 1 on (a space byte never sits
+            // inside a multi-byte character); the first of repeated pairs keeps its rank.
+            if line.as_bytes().iter().skip(1).any(|&b| b == b' ') {
                 ranks.entry(line.clone()).or_insert(rank as u32);
             }
         }

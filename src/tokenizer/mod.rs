@@ -22,6 +22,7 @@ pub use vocab::{attr, token_type, SpecialIds, VocabKind};
 
 use crate::gguf::{Array, GgufError, GgufFile, Metadata, Value};
 use special::Fragment;
+use std::borrow::Cow;
 use vocab::Vocab;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +46,17 @@ pub enum TokenizerError {
 /// Everything a tokenizer is built from, as GGUF's `tokenizer.ggml.*` keys hold it. `None`
 /// means the key is absent (llama.cpp's defaults then apply).
 #[derive(Clone, Debug, Default)]
-pub struct VocabData {
+pub struct VocabData<'a> {
     /// `tokenizer.ggml.model`: "llama" (SentencePiece) or "gpt2" (byte-level BPE).
     pub model: String,
     /// `tokenizer.ggml.pre`, the BPE pre-tokenizer name.
     pub pre: Option<String>,
-    pub tokens: Vec<String>,
-    pub scores: Option<Vec<f32>>,
+    pub tokens: Cow<'a, [String]>,
+    pub scores: Option<Cow<'a, [f32]>>,
     /// `tokenizer.ggml.token_type`, values of [`token_type`].
-    pub token_types: Option<Vec<i32>>,
+    pub token_types: Option<Cow<'a, [i32]>>,
     /// `tokenizer.ggml.merges`, `"left right"` per line, by rank.
-    pub merges: Option<Vec<String>>,
+    pub merges: Option<Cow<'a, [String]>>,
     /// `tokenizer.ggml.*_token_id`.
     pub ids: SpecialIds,
     pub add_bos: Option<bool>,
@@ -79,27 +80,29 @@ pub struct Tokenizer {
 
 const SPM_SPACE: &str = "\u{2581}";
 
-impl VocabData {
-    /// Read the `tokenizer.ggml.*` keys; `origin` names the file for errors.
-    pub fn from_metadata(md: &Metadata, origin: &str) -> Result<VocabData, TokenizerError> {
+impl<'a> VocabData<'a> {
+    /// Read the `tokenizer.ggml.*` keys, borrowing the arrays; `origin` names the file for
+    /// errors.
+    pub fn from_metadata(md: &'a Metadata, origin: &str) -> Result<VocabData<'a>, TokenizerError> {
         let model = md
             .get_str("tokenizer.ggml.model")?
             .ok_or_else(|| TokenizerError::NoTokenizer {
                 origin: origin.to_string(),
             })?
             .to_string();
-        let tokens = md
-            .get_str_array("tokenizer.ggml.tokens")?
-            .ok_or_else(|| TokenizerError::Invalid {
-                origin: origin.to_string(),
-                what: "tokenizer.ggml.tokens is missing".to_string(),
-            })?
-            .to_vec();
+        let tokens =
+            md.get_str_array("tokenizer.ggml.tokens")?
+                .ok_or_else(|| TokenizerError::Invalid {
+                    origin: origin.to_string(),
+                    what: "tokenizer.ggml.tokens is missing".to_string(),
+                })?;
         // llama.cpp accepts float or int32 scores.
         let scores = match md.get("tokenizer.ggml.scores") {
             None => None,
-            Some(Value::Array(Array::F32(v))) => Some(v.clone()),
-            Some(Value::Array(Array::I32(v))) => Some(v.iter().map(|&x| x as f32).collect()),
+            Some(Value::Array(Array::F32(v))) => Some(Cow::Borrowed(v.as_slice())),
+            Some(Value::Array(Array::I32(v))) => {
+                Some(Cow::Owned(v.iter().map(|&x| x as f32).collect()))
+            }
             Some(v) => {
                 return Err(TokenizerError::Invalid {
                     origin: origin.to_string(),
@@ -134,14 +137,14 @@ impl VocabData {
         Ok(VocabData {
             model,
             pre: md.get_str("tokenizer.ggml.pre")?.map(str::to_string),
-            tokens,
+            tokens: Cow::Borrowed(tokens),
             scores,
             token_types: md
                 .get_i32_array("tokenizer.ggml.token_type")?
-                .map(<[i32]>::to_vec),
+                .map(Cow::Borrowed),
             merges: md
                 .get_str_array("tokenizer.ggml.merges")?
-                .map(<[String]>::to_vec),
+                .map(Cow::Borrowed),
             ids,
             add_bos: md.get_bool("tokenizer.ggml.add_bos_token")?,
             add_eos: md.get_bool("tokenizer.ggml.add_eos_token")?,
@@ -160,11 +163,8 @@ impl Tokenizer {
     }
 
     /// Build from vocabulary data; `source` names where it came from, for errors.
-    pub fn from_vocab(mut data: VocabData, source: &str) -> Result<Tokenizer, TokenizerError> {
-        let merges = data.merges.take();
-        let has_merges = merges.is_some();
-        // Vocab::build checks merges exist for gpt2; hand it a marker without the copy.
-        data.merges = has_merges.then(Vec::new);
+    pub fn from_vocab(data: VocabData<'_>, source: &str) -> Result<Tokenizer, TokenizerError> {
+        let merges = data.merges.clone();
         let vocab = Vocab::build(data, source)?;
         let algo = match vocab.kind {
             VocabKind::Spm => Algo::Spm,
@@ -223,7 +223,7 @@ impl Tokenizer {
     /// The token's text as stored in the vocabulary (`▁` for spaces in SPM, GPT-2's byte
     /// alphabet in BPE).
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.vocab.texts.get(id as usize).map(String::as_str)
+        self.vocab.texts.get(id as usize)
     }
 
     pub fn token_score(&self, id: u32) -> Option<f32> {
@@ -371,6 +371,22 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         String::from_utf8_lossy(&self.detokenize(ids, false, false)).into_owned()
     }
+}
+
+/// The class bits the BPE pre-tokenizers see for a codepoint, in llama.cpp's
+/// `unicode_cpt_flags` layout: the general-category bit (low byte) and 0x100 for whitespace.
+/// Exposed so tests can hold the whole table against llama.cpp's.
+#[doc(hidden)]
+pub fn codepoint_class(cpt: u32) -> u16 {
+    let f = if cpt < 0x11_0000 {
+        unicode::flags(cpt)
+    } else {
+        unicode::Flags {
+            category: unicode::category(cpt),
+            whitespace: false,
+        }
+    };
+    u16::from(f.category) | if f.whitespace { 0x100 } else { 0 }
 }
 
 /// GPT-2 byte alphabet back to bytes; chars outside it are spelled out the way llama.cpp's

@@ -56,7 +56,7 @@ impl PreSplit {
 }
 
 /// Split `text` into words (plain UTF-8, not yet byte-encoded).
-pub fn split<'t>(text: &'t str, kind: PreSplit) -> Vec<&'t str> {
+pub fn split(text: &str, kind: PreSplit) -> Vec<&str> {
     let cpts: Vec<char> = text.chars().collect();
     let mut lens = vec![cpts.len()];
     for pass in kind.passes() {

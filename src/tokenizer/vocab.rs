@@ -48,7 +48,51 @@ pub enum VocabKind {
     Bpe(BpePre),
 }
 
-/// text -> id, open addressing over ids into `texts` so the 262k-token Gemma vocabulary is
+/// All token texts in one buffer: one allocation instead of one per token, which is most of
+/// the load time for a 262k-token vocabulary.
+#[derive(Clone, Debug, Default)]
+pub struct Texts {
+    buf: String,
+    /// `ends[i]` is where token i's text ends in `buf`; it starts where token i-1's ends.
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn get(&self, id: usize) -> Option<&str> {
+        let end = *self.ends.get(id)?;
+        let start = if id == 0 { 0 } else { self.ends[id - 1] };
+        self.buf.get(start..end)
+    }
+
+    fn push(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.ends.push(self.buf.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let s = &self.buf[start..end];
+            start = end;
+            s
+        })
+    }
+}
+
+impl std::ops::Index<usize> for Texts {
+    type Output = str;
+
+    fn index(&self, id: usize) -> &str {
+        let start = if id == 0 { 0 } else { self.ends[id - 1] };
+        &self.buf[start..self.ends[id]]
+    }
+}
+
+/// text -> id, open addressing over ids into `Texts` so the 262k-token Gemma vocabulary is
 /// indexed without a second copy of every string.
 #[derive(Clone, Debug)]
 struct TextIndex {
@@ -69,7 +113,7 @@ fn hash_str(s: &[u8]) -> u64 {
 }
 
 impl TextIndex {
-    fn build(texts: &[String]) -> TextIndex {
+    fn build(texts: &Texts) -> TextIndex {
         let cap = (texts.len() * 2).next_power_of_two().max(16);
         let mut idx = TextIndex {
             slots: vec![EMPTY; cap],
@@ -84,7 +128,7 @@ impl TextIndex {
                     idx.slots[i] = id as u32;
                     break;
                 }
-                if texts[s as usize] == *t {
+                if &texts[s as usize] == t {
                     idx.slots[i] = id as u32;
                     break;
                 }
@@ -94,7 +138,7 @@ impl TextIndex {
         idx
     }
 
-    fn get(&self, texts: &[String], key: &[u8]) -> Option<u32> {
+    fn get(&self, texts: &Texts, key: &[u8]) -> Option<u32> {
         let mut i = hash_str(key) as usize & self.mask;
         loop {
             let s = self.slots[i];
@@ -131,7 +175,7 @@ pub struct SpecialIds {
 #[derive(Clone, Debug)]
 pub struct Vocab {
     pub kind: VocabKind,
-    pub texts: Vec<String>,
+    pub texts: Texts,
     pub scores: Vec<f32>,
     pub attrs: Vec<u32>,
     index: TextIndex,
@@ -225,11 +269,14 @@ const EOG_TEXTS: &[&str] = &[
     "<｜end▁of▁sentence｜>",
     "[e~[",
 ];
+/// Picks one id field of `SpecialIds`.
+type SlotOf = fn(&mut SpecialIds) -> &mut Option<u32>;
+
 // gpt-oss: always rendered, so user-defined whatever the file says.
 const ALWAYS_USER_DEFINED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 impl Vocab {
-    pub fn build(data: VocabData, source: &str) -> Result<Vocab, TokenizerError> {
+    pub fn build(data: VocabData<'_>, source: &str) -> Result<Vocab, TokenizerError> {
         let n = data.tokens.len();
         if n == 0 {
             return Err(TokenizerError::Invalid {
@@ -291,10 +338,15 @@ impl Vocab {
             add_space_prefix = v;
         }
 
-        let mut texts = data.tokens;
-        for (i, t) in texts.iter_mut().enumerate() {
+        let mut texts = Texts {
+            buf: String::with_capacity(data.tokens.iter().map(String::len).sum::<usize>() + 64),
+            ends: Vec::with_capacity(n),
+        };
+        for (i, t) in data.tokens.iter().enumerate() {
             if t.is_empty() {
-                *t = format!("[EMPTY_{i}]");
+                texts.push(&format!("[EMPTY_{i}]"));
+            } else {
+                texts.push(t);
             }
         }
         let scores = match data.scores {
@@ -307,10 +359,7 @@ impl Vocab {
                     ),
                 })
             }
-            Some(mut s) => {
-                s.truncate(n);
-                s
-            }
+            Some(s) => s[..n].to_vec(),
             None => vec![0.0; n],
         };
         let attrs = match data.token_types {
@@ -411,7 +460,7 @@ impl Vocab {
     fn detect_specials_by_text(&mut self) {
         // llama.cpp takes the first match of an unordered_map walk; with one candidate per
         // vocabulary (the usual case) that is the same token as our lowest-id choice.
-        let slots: [(fn(&mut SpecialIds) -> &mut Option<u32>, &[&str]); 8] = [
+        let slots: [(SlotOf, &[&str]); 8] = [
             (|s| &mut s.eot, EOT_TEXTS),
             (|s| &mut s.eom, EOM_TEXTS),
             (|s| &mut s.fim_pre, FIM_PRE_TEXTS),
