@@ -247,3 +247,21 @@ fn unknown_pre_tokenizer_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_file_without_a_tokenizer_is_a_clear_error() {
+    let path = std::env::temp_dir().join(format!("infer-notok-{}.gguf", std::process::id()));
+    GgufWriter::new()
+        .meta("general.architecture", "llama")
+        .write_to(&path)
+        .expect("write");
+    let file = GgufFile::open(&path).expect("open");
+    let _ = std::fs::remove_file(&path);
+    let msg = Tokenizer::from_gguf(&file)
+        .expect_err("no tokenizer keys")
+        .to_string();
+    assert!(
+        msg.contains("infer-notok") && msg.contains("no tokenizer"),
+        "{msg}"
+    );
+}

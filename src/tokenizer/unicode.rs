@@ -116,8 +116,8 @@ mod tests {
         assert_eq!(category('a' as u32), cat::LETTER);
         assert_eq!(category('7' as u32), cat::NUMBER);
         assert_eq!(category('!' as u32), cat::PUNCTUATION);
-        assert_eq!(category('$' as u32), 0x40); // symbol
-        // U+0301 COMBINING ACUTE ACCENT is a mark (0x10), neither letter nor number.
+        // '$' is a symbol (0x40); U+0301 COMBINING ACUTE ACCENT a mark (0x10).
+        assert_eq!(category('$' as u32), 0x40);
         assert_eq!(category(0x301), 0x10);
         assert_eq!(category('中' as u32), cat::LETTER);
         assert!(is_whitespace(0x3000));
