@@ -1,6 +1,7 @@
 //! The one error type of the GGUF reader. Every message is one line that names the file (when the
 //! bytes came from one), the field and the offending value, so that `infer info` can print it as is.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,25 @@ impl From<GgufErrorKind> for GgufError {
     }
 }
 
+/// Names and keys come from the file: control characters (a newline in a key) are escaped so that
+/// every message stays on one line.
+fn esc(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// What went wrong. Offsets (`at`) are byte positions in the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,14 +82,14 @@ pub enum GgufErrorKind {
     BigEndian { version: u32 },
     #[error("GGUF version {version} is not supported (only versions 2 and 3 are)")]
     UnsupportedVersion { version: u32 },
-    #[error("file truncated in {what}: need {need} bytes at byte {at}, only {have} left")]
+    #[error("file truncated in {}: need {need} bytes at byte {at}, only {have} left", esc(.what))]
     Truncated {
         what: String,
         at: u64,
         need: u64,
         have: u64,
     },
-    #[error("{what} count {count} is more than the file can hold ({have} bytes left at byte {at}, each entry takes at least {min_size})")]
+    #[error("{} count {count} is more than the file can hold ({have} bytes left at byte {at}, each entry takes at least {min_size})", esc(.what))]
     CountTooLarge {
         what: &'static str,
         count: u64,
@@ -77,64 +97,62 @@ pub enum GgufErrorKind {
         have: u64,
         min_size: u64,
     },
-    #[error("{what}: length {len} at byte {at} runs past the end of the file ({have} bytes left)")]
+    #[error("{}: length {len} at byte {at} runs past the end of the file ({have} bytes left)", esc(.what))]
     LengthPastEnd {
         what: String,
         len: u64,
         at: u64,
         have: u64,
     },
-    #[error("{what} at byte {at} is not valid UTF-8")]
+    #[error("{} at byte {at} is not valid UTF-8", esc(.what))]
     BadUtf8 { what: String, at: u64 },
     #[error("metadata key #{index} at byte {at} is empty")]
     EmptyKey { index: u64, at: u64 },
-    #[error("duplicate metadata key '{key}' at byte {at}")]
+    #[error("duplicate metadata key '{}' at byte {at}", esc(.key))]
     DuplicateKey { key: String, at: u64 },
-    #[error("metadata key '{key}' has unknown value type {id} at byte {at}")]
+    #[error("metadata key '{}' has unknown value type {id} at byte {at}", esc(.key))]
     UnknownValueType { key: String, id: u32, at: u64 },
-    #[error(
-        "metadata key '{key}' is an array of arrays (nested arrays are not supported) at byte {at}"
-    )]
+    #[error("metadata key '{}' is an array of arrays (nested arrays are not supported) at byte {at}", esc(.key))]
     NestedArray { key: String, at: u64 },
     #[error("general.alignment must be a non-zero power of two stored as u32, found {found}")]
     BadAlignment { found: String },
     #[error("tensor #{index} at byte {at}: name is {len} bytes, ggml allows at most 63")]
     TensorNameTooLong { index: u64, len: u64, at: u64 },
-    #[error("duplicate tensor name '{name}' at byte {at}")]
+    #[error("duplicate tensor name '{}' at byte {at}", esc(.name))]
     DuplicateTensor { name: String, at: u64 },
-    #[error("tensor '{name}' has {n_dims} dimensions, must be 1 to 4")]
+    #[error("tensor '{}' has {n_dims} dimensions, must be 1 to 4", esc(.name))]
     BadDimCount { name: String, n_dims: u32 },
-    #[error("tensor '{name}' has a zero-length dimension: shape {dims:?}")]
+    #[error("tensor '{}' has a zero-length dimension: shape {dims:?}", esc(.name))]
     ZeroDim { name: String, dims: Vec<u64> },
-    #[error("tensor '{name}' shape {dims:?} overflows: {what}")]
+    #[error("tensor '{}' shape {dims:?} overflows: {what}", esc(.name))]
     ShapeOverflow {
         name: String,
         dims: Vec<u64>,
         what: &'static str,
     },
-    #[error("tensor '{name}' has unknown ggml type id {id}")]
+    #[error("tensor '{}' has unknown ggml type id {id}", esc(.name))]
     UnknownTensorType { name: String, id: u32 },
-    #[error("tensor '{name}' of type {ty}: row length {row} is not a multiple of the block size {block}")]
+    #[error("tensor '{}' of type {ty}: row length {row} is not a multiple of the block size {block}", esc(.name))]
     RaggedRow {
         name: String,
         ty: crate::quant::GgmlType,
         row: u64,
         block: u64,
     },
-    #[error("tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error("tensor '{}' data offset {offset} is not a multiple of the alignment {alignment}", esc(.name))]
     MisalignedTensor {
         name: String,
         offset: u64,
         alignment: u64,
     },
-    #[error("tensor '{name}' data (bytes {start}..{end}) runs past the end of the file ({file_len} bytes)")]
+    #[error("tensor '{}' data (bytes {start}..{end}) runs past the end of the file ({file_len} bytes)", esc(.name))]
     TensorPastEnd {
         name: String,
         start: u64,
         end: u64,
         file_len: u64,
     },
-    #[error("tensor '{second}' data (from byte {second_start}) overlaps tensor '{first}' (bytes {first_start}..{first_end})")]
+    #[error("tensor '{}' data (from byte {second_start}) overlaps tensor '{}' (bytes {first_start}..{first_end})", esc(.second), esc(.first))]
     TensorOverlap {
         first: String,
         first_start: u64,
@@ -142,15 +160,15 @@ pub enum GgufErrorKind {
         second: String,
         second_start: u64,
     },
-    #[error("metadata key '{key}' is missing")]
+    #[error("metadata key '{}' is missing", esc(.key))]
     MissingKey { key: String },
-    #[error("metadata key '{key}' has type {actual}, expected {expected}")]
+    #[error("metadata key '{}' has type {actual}, expected {expected}", esc(.key))]
     WrongType {
         key: String,
         expected: &'static str,
         actual: String,
     },
-    #[error("metadata key '{key}' value {value} does not fit in {expected}")]
+    #[error("metadata key '{}' value {value} does not fit in {expected}", esc(.key))]
     OutOfRange {
         key: String,
         value: String,
