@@ -354,7 +354,24 @@ fn simd_kernels_match_scalar() {
     let simd = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     let simd = false;
-    if !simd {
+    if simd {
+        // Otherwise the comparisons below would be scalar against itself.
+        for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+            let (best, scalar) = (kernels(ty).unwrap(), scalar_kernels(ty).unwrap());
+            assert_ne!(
+                best.vec_dot as usize, scalar.vec_dot as usize,
+                "{ty}: no SIMD vec_dot"
+            );
+        }
+        let (best, scalar) = (
+            kernels(GgmlType::Q8_K).unwrap(),
+            scalar_kernels(GgmlType::Q8_K).unwrap(),
+        );
+        assert_ne!(
+            best.from_f32 as usize, scalar.from_f32 as usize,
+            "Q8_K: no SIMD quantizer"
+        );
+    } else {
         eprintln!("no AVX2+FMA on this CPU: the best table is the scalar one, nothing to compare");
     }
     let mut rng = Rng(0x5EED_0004);

@@ -48,7 +48,7 @@ pub const KERNELS: TypeKernels = TypeKernels {
 /// Checks that `bytes` holds exactly the blocks for `n` elements of a k-quant format.
 pub(crate) fn check_row(n: usize, bytes: usize, block_bytes: usize, what: &str) {
     assert!(
-        n % QK_K == 0 && bytes == n / QK_K * block_bytes,
+        n.is_multiple_of(QK_K) && bytes == n / QK_K * block_bytes,
         "{what}: {n} elements need {} bytes, got {bytes}",
         n / QK_K * block_bytes
     );
