@@ -15,6 +15,10 @@ struct Cli {
 enum Command {
     /// Show what a GGUF model file holds: metadata, hyper-parameters, tokenizer, tensors.
     Info(infer::cli::info::Args),
+    /// Generate text after a prompt, streamed to stdout (llama.cpp's flag names and defaults).
+    Run(infer::cli::run::Args),
+    /// Perplexity of a text file, computed as llama-perplexity does.
+    Perplexity(infer::cli::perplexity::Args),
     /// Print the token ids (or pieces) the model's tokenizer gives a text, as llama-tokenize does.
     Tokenize(infer::cli::tokenize::Args),
 }
@@ -23,6 +27,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Info(a) => infer::cli::info::run(a),
+        Command::Run(a) => infer::cli::run::run(a),
+        Command::Perplexity(a) => infer::cli::perplexity::run(a),
         Command::Tokenize(a) => infer::cli::tokenize::run(a),
     };
     match result {

@@ -1,5 +1,8 @@
 //! One module per subcommand. Each exposes an `Args` struct (clap) and `run(Args) -> anyhow::Result<()>`.
 //! Only `main` and `cli/` use anyhow; library code returns typed errors.
 
+pub mod common;
 pub mod info;
+pub mod perplexity;
+pub mod run;
 pub mod tokenize;

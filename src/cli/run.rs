@@ -1,0 +1,393 @@
+//! `infer run MODEL -p TEXT`: generate text after a prompt and stream it to stdout.
+//!
+//! Flag names and defaults follow llama.cpp's `llama-completion`. Only generated text goes to
+//! stdout, flushed per token and never as half a UTF-8 character; timings and `--verbose` details
+//! go to stderr. Generation ends at an end-of-generation token, after `-n` tokens, at a `--stop`
+//! string (which is not printed), or when the context is full.
+
+use super::common;
+use crate::model::{Model, State};
+use crate::sample::{random_seed, Sampler, SamplerParams};
+use crate::tokenizer::Utf8Stream;
+use anyhow::{bail, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Context size when `-c` is not given (or the model's training context, if smaller).
+const DEFAULT_CTX: usize = 4096;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The GGUF model file.
+    pub model: PathBuf,
+    /// Prompt text; `-` reads it from stdin.
+    #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate; -1 = until end of generation or the context is full.
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Temperature; <= 0 samples greedily (always the most likely token).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Keep the K most likely tokens; <= 0 keeps all.
+    #[arg(long = "top-k", default_value_t = 40, allow_negative_numbers = true)]
+    pub top_k: i32,
+    /// Nucleus sampling threshold; 1.0 disables.
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one; 0.0 disables.
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise repeated tokens (divide positive logits, multiply negative ones); 1.0 disables.
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens (prompt included) the penalties look at; 0 disables, -1 = context size.
+    #[arg(
+        long = "repeat-last-n",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
+    pub repeat_last_n: i64,
+    /// Subtracted once from the logit of every token in the penalty window; 0.0 disables.
+    #[arg(
+        long = "presence-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit per occurrence in the penalty window; 0.0 disables.
+    #[arg(
+        long = "frequency-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub frequency_penalty: f32,
+    /// RNG seed; the same seed gives the same text. Negative = random (shown with --verbose).
+    #[arg(short = 's', long, default_value_t = -1, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// Context size in tokens [default: 4096, or the model's training context if smaller].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Compute threads [default: one per available core].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Stop when the output contains this string (not printed); may be repeated.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Treat special-token spellings in the prompt (e.g. `<start_of_turn>`) as plain text.
+    #[arg(long = "no-parse-special")]
+    pub no_parse_special: bool,
+    /// Print model, hyper-parameter, thread and sampling details to stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let prompt = common::read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
+    let gguf = common::open_model(&args.model)?;
+    let tok = common::load_tokenizer(&gguf)?;
+    let model = common::load_model(&gguf, args.threads)?;
+    let hp = model.hparams();
+
+    let n_ctx = match args.ctx_size {
+        Some(0) => bail!("-c/--ctx-size must be at least 1"),
+        Some(c) => c,
+        None => DEFAULT_CTX.min(hp.n_ctx_train.max(1)),
+    };
+    let tokens = tok.encode(&prompt, true, !args.no_parse_special);
+    if tokens.is_empty() {
+        bail!("the prompt is empty (no tokens to start from)");
+    }
+    if tokens.len() >= n_ctx {
+        bail!(
+            "the prompt is {} tokens but the context holds {n_ctx} (-c); it must leave room to generate",
+            tokens.len()
+        );
+    }
+    let repeat_last_n = match args.repeat_last_n {
+        -1 => n_ctx,
+        n if n < -1 => bail!("--repeat-last-n must be -1, 0 or positive, got {n}"),
+        n => n as usize,
+    };
+    let seed = u64::try_from(args.seed).unwrap_or_else(|_| random_seed());
+    let params = SamplerParams {
+        temp: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        min_keep: 0,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n,
+        frequency_penalty: args.frequency_penalty,
+        presence_penalty: args.presence_penalty,
+        seed,
+    };
+
+    let mut err = std::io::stderr().lock();
+    if args.verbose {
+        writeln!(
+            err,
+            "model: {} ({}, {} layers, n_embd {}, n_vocab {}, n_ctx_train {})",
+            args.model.display(),
+            hp.arch,
+            hp.n_layer,
+            hp.n_embd,
+            hp.n_vocab,
+            hp.n_ctx_train
+        )?;
+        writeln!(
+            err,
+            "context: {n_ctx} tokens, threads: {}, prompt: {} tokens",
+            model.n_threads(),
+            tokens.len()
+        )?;
+        writeln!(err, "sampling: {params:?}")?;
+    }
+    drop(err);
+
+    let mut sampler = Sampler::new(params);
+    let mut state = model.new_state(n_ctx)?;
+    let mut text = TextOut::new(args.stop.clone());
+    let mut out = std::io::stdout().lock();
+    let gen = generate(
+        &model,
+        &mut state,
+        &tokens,
+        &mut sampler,
+        |id| tok.is_eog(id),
+        args.n_predict,
+        |id| {
+            let (shown, stopped) = text.push(&tok.token_to_piece(id, false));
+            out.write_all(shown.as_bytes())?;
+            out.flush()?;
+            Ok(!stopped)
+        },
+    )?;
+    out.write_all(text.finish().as_bytes())?;
+    out.flush()?;
+
+    let mut err = std::io::stderr().lock();
+    if gen.end == End::ContextFull {
+        writeln!(
+            err,
+            "\ncontext full ({n_ctx} tokens, -c); stopped after {} generated tokens",
+            gen.n_generated
+        )?;
+    }
+    writeln!(
+        err,
+        "\nprompt: {} tokens in {:.1} ms ({:.2} tokens/s)",
+        tokens.len(),
+        gen.t_prompt.as_secs_f64() * 1e3,
+        per_second(tokens.len(), gen.t_prompt.as_secs_f64())
+    )?;
+    writeln!(
+        err,
+        "generated: {} tokens in {:.1} ms ({:.2} tokens/s)",
+        gen.n_generated,
+        gen.t_gen.as_secs_f64() * 1e3,
+        per_second(gen.n_generated, gen.t_gen.as_secs_f64())
+    )?;
+    if args.verbose {
+        writeln!(err, "seed: {seed}")?;
+    }
+    Ok(())
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The model produced an end-of-generation token (not counted, not passed on).
+    Eog,
+    /// `n_predict` tokens were generated.
+    Limit,
+    /// The token callback asked to stop (e.g. a stop string).
+    Stopped,
+    /// The next token would not fit the context.
+    ContextFull,
+}
+
+/// What [`generate`] did, for the timing line.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub n_generated: usize,
+    pub end: End,
+    pub t_prompt: Duration,
+    pub t_gen: Duration,
+}
+
+/// The generation loop shared by `infer run` and the tests: evaluates `prompt` in `state`, then
+/// samples, hands each token to `on_token` (which returns whether to go on) and feeds it back,
+/// until an EOG token, `n_predict` tokens (negative: no limit), a stop from `on_token`, or a full
+/// context. The prompt tokens are `accept`ed first so that the penalties see them, as llama.cpp's
+/// completion tool does.
+pub fn generate(
+    model: &Model,
+    state: &mut State,
+    prompt: &[u32],
+    sampler: &mut Sampler,
+    is_eog: impl Fn(u32) -> bool,
+    n_predict: i64,
+    mut on_token: impl FnMut(u32) -> Result<bool>,
+) -> Result<Generated> {
+    for &t in prompt {
+        sampler.accept(t);
+    }
+    let limit = usize::try_from(n_predict).ok();
+    let t0 = Instant::now();
+    let mut logits = model.forward(state, prompt, false)?.to_vec();
+    let t_prompt = t0.elapsed();
+    let t1 = Instant::now();
+    let mut n = 0usize;
+    let end = loop {
+        if limit.is_some_and(|l| n >= l) {
+            break End::Limit;
+        }
+        let id = sampler.sample(&logits)?;
+        if is_eog(id) {
+            break End::Eog;
+        }
+        sampler.accept(id);
+        n += 1;
+        if !on_token(id)? {
+            break End::Stopped;
+        }
+        if limit.is_some_and(|l| n >= l) {
+            break End::Limit;
+        }
+        if state.len() >= state.n_ctx() {
+            break End::ContextFull;
+        }
+        logits.clear();
+        logits.extend_from_slice(model.forward(state, &[id], false)?);
+    };
+    Ok(Generated {
+        n_generated: n,
+        end,
+        t_prompt,
+        t_gen: t1.elapsed(),
+    })
+}
+
+fn per_second(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Turns token pieces into the text to print: only complete UTF-8 characters, and never any part
+/// of a stop string. Text that could still become the start of a stop string is held back until
+/// the next piece decides it.
+pub struct TextOut {
+    utf8: Utf8Stream,
+    held: String,
+    stops: Vec<String>,
+}
+
+impl TextOut {
+    pub fn new(stops: Vec<String>) -> TextOut {
+        TextOut {
+            utf8: Utf8Stream::new(),
+            held: String::new(),
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+        }
+    }
+
+    /// Adds a piece; returns the text that may be printed now and whether a stop string was hit
+    /// (then the text is everything before it, and nothing more should be generated).
+    pub fn push(&mut self, piece: &[u8]) -> (String, bool) {
+        self.held.push_str(&self.utf8.push(piece));
+        let first_stop = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
+        if let Some(at) = first_stop {
+            self.held.truncate(at);
+            return (std::mem::take(&mut self.held), true);
+        }
+        let keep = self.longest_stop_prefix_suffix();
+        let shown = self.held[..self.held.len() - keep].to_string();
+        self.held.drain(..self.held.len() - keep);
+        (shown, false)
+    }
+
+    /// What is left at the end of generation (a held partial stop string was not a stop after all).
+    pub fn finish(&mut self) -> String {
+        let mut s = std::mem::take(&mut self.held);
+        s.push_str(&self.utf8.finish());
+        s
+    }
+
+    /// Length of the longest tail of `held` that is a proper prefix of some stop string.
+    fn longest_stop_prefix_suffix(&self) -> usize {
+        let h = &self.held;
+        h.char_indices()
+            .map(|(i, _)| i)
+            .find(|&i| self.stops.iter().any(|s| s.starts_with(&h[i..])))
+            .map_or(0, |i| h.len() - i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextOut;
+
+    fn feed(stops: &[&str], pieces: &[&[u8]]) -> (Vec<String>, bool, String) {
+        let mut t = TextOut::new(stops.iter().map(|s| s.to_string()).collect());
+        let mut shown = Vec::new();
+        for p in pieces {
+            let (s, stop) = t.push(p);
+            shown.push(s);
+            if stop {
+                return (shown, true, String::new());
+            }
+        }
+        let rest = t.finish();
+        (shown, false, rest)
+    }
+
+    #[test]
+    fn stop_string_is_cut_and_not_printed() {
+        let (shown, stopped, _) = feed(&["END"], &[b"abc E", b"N", b"D more"]);
+        assert!(stopped);
+        assert_eq!(shown, ["abc ", "", ""]);
+        assert_eq!(shown.concat(), "abc ");
+    }
+
+    #[test]
+    fn partial_stop_is_released_when_it_turns_out_not_to_be_one() {
+        let (shown, stopped, rest) = feed(&["END"], &[b"xE", b"Nx", b"yE"]);
+        assert!(!stopped);
+        assert_eq!(shown, ["x", "ENx", "y"]);
+        assert_eq!(rest, "E");
+    }
+
+    #[test]
+    fn stop_inside_one_piece_and_earliest_of_several() {
+        let (shown, stopped, _) = feed(&["\n\n", "###"], &[b"a### b\n\nc"]);
+        assert!(stopped);
+        assert_eq!(shown, ["a"]);
+    }
+
+    #[test]
+    fn split_utf8_is_never_printed_half() {
+        let e = "é".as_bytes();
+        let (shown, _, rest) = feed(&[], &[b"caf", &e[..1], &e[1..]]);
+        assert_eq!(shown, ["caf", "", "é"]);
+        assert_eq!(rest, "");
+    }
+
+    #[test]
+    fn multibyte_stop_prefix_is_held_on_char_boundaries() {
+        let (shown, stopped, _) = feed(&["日本"], &["a日".as_bytes(), "本".as_bytes()]);
+        assert!(stopped);
+        assert_eq!(shown, ["a", ""]);
+    }
+}
