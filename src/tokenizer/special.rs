@@ -19,37 +19,20 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
 }
 
-/// Which byte pairs occur in the text: a cheap test that rules out most of the thousands of
-/// special tokens (Gemma's `<unusedN>`) before searching for them.
-struct PairSet(Vec<u64>);
-
-impl PairSet {
-    fn of(text: &[u8]) -> PairSet {
-        let mut bits = vec![0u64; 1024];
-        for w in text.windows(2) {
-            let k = (usize::from(w[0]) << 8) | usize::from(w[1]);
-            bits[k >> 6] |= 1 << (k & 63);
-        }
-        PairSet(bits)
-    }
-
-    fn may_contain(&self, needle: &[u8], text: &[u8]) -> bool {
-        match needle {
-            [] => false,
-            [b] => text.contains(b),
-            [a, b, ..] => {
-                let k = (usize::from(*a) << 8) | usize::from(*b);
-                self.0[k >> 6] & (1 << (k & 63)) != 0
-            }
-        }
-    }
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > hay.len() {
-        return None;
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while hay.len() - from >= needle.len() {
+        let i = from
+            + hay[from..=hay.len() - needle.len()]
+                .iter()
+                .position(|&b| b == first)?;
+        if &hay[i + 1..i + needle.len()] == rest {
+            return Some(i);
+        }
+        from = i + 1;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    None
 }
 
 pub(super) fn partition(vocab: &Vocab, text: &str, parse_special: bool) -> Vec<Fragment> {
@@ -61,17 +44,15 @@ pub(super) fn partition(vocab: &Vocab, text: &str, parse_special: bool) -> Vec<F
         start: 0,
         len: bytes.len(),
     }];
-    let pairs = PairSet::of(bytes);
-    for &id in &vocab.special_cache {
+    // Only tokens that occur somewhere in the text can claim a piece of it; finding those in
+    // one pass keeps Gemma's 6k `<unusedN>` tokens from each scanning the whole text.
+    for id in vocab.specials_present(bytes) {
         let a = vocab.attr(id);
         // Without parse_special only user-defined tokens are matched.
         if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
             continue;
         }
         let needle = vocab.texts[id as usize].as_bytes();
-        if !pairs.may_contain(needle, bytes) {
-            continue;
-        }
         let mut next = Vec::with_capacity(frags.len() + 2);
         for f in &frags {
             let Fragment::Text { start, len } = *f else {

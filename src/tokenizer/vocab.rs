@@ -4,6 +4,8 @@
 
 use super::bpe::BpePre;
 use super::{TokenizerError, VocabData};
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::sync::OnceLock;
 
 /// Token attributes, llama.cpp's `llama_token_attr` bits.
 pub mod attr {
@@ -189,6 +191,8 @@ pub struct Vocab {
     /// Control, user-defined and unknown tokens, longest text first: the order in which text
     /// is searched for them.
     pub special_cache: Vec<u32>,
+    /// An automaton over the `special_cache` texts, built on first use (a few ms for Gemma).
+    special_finder: OnceLock<Option<AhoCorasick>>,
 }
 
 // Token texts llama.cpp recognises as end-of-turn and friends (`llama_vocab::impl::load`).
@@ -418,6 +422,7 @@ impl Vocab {
             clean_spaces,
             eog: Vec::new(),
             special_cache: Vec::new(),
+            special_finder: OnceLock::new(),
         };
         v.detect_specials_by_text();
         v.attrs_by_model_name(data.general_name.as_deref(), data.pre.as_deref());
@@ -566,6 +571,35 @@ impl Vocab {
                 self.attrs[id as usize] |= attr::LSTRIP;
             }
         }
+    }
+
+    /// The special tokens whose text occurs in `text` (overlapping occurrences included), in
+    /// `special_cache` order.
+    pub fn specials_present(&self, text: &[u8]) -> Vec<u32> {
+        let finder = self.special_finder.get_or_init(|| {
+            let texts = self
+                .special_cache
+                .iter()
+                .map(|&id| &self.texts[id as usize]);
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(texts)
+                .ok()
+        });
+        let Some(ac) = finder else {
+            // The automaton could not be built (too large): search for every one.
+            return self.special_cache.clone();
+        };
+        let mut positions: Vec<usize> = ac
+            .find_overlapping_iter(text)
+            .map(|m| m.pattern().as_usize())
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+            .into_iter()
+            .map(|p| self.special_cache[p])
+            .collect()
     }
 
     fn build_special_cache(&mut self) {
