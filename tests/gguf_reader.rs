@@ -312,6 +312,7 @@ fn info_prints_the_model_summary() {
     let s = String::from_utf8(out.stdout).unwrap();
     for want in [
         "architecture:  gemma3",
+        "file type:     Q4_K_M (15)",
         "block_count",
         "tensors:       236",
         "vocabulary                             262144",

@@ -66,6 +66,17 @@ pub struct GgufFile {
     header: GgufHeader,
 }
 
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.header.version)
+            .field("metadata", &self.header.metadata.len())
+            .field("tensors", &self.header.tensors.len())
+            .finish()
+    }
+}
+
 impl GgufFile {
     /// Map and parse a file. Errors name the file.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
