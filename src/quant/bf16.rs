@@ -47,7 +47,10 @@ pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
 }
 
 pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    assert!(w.len() == n * 2 && a.len() == n * 2, "BF16 vec_dot row bytes");
+    assert!(
+        w.len() == n * 2 && a.len() == n * 2,
+        "BF16 vec_dot row bytes"
+    );
     let mut sum = 0.0f64;
     for (x, y) in w.chunks_exact(2).zip(a.chunks_exact(2)) {
         sum += (load(x) * load(y)) as f64;

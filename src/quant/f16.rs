@@ -58,7 +58,10 @@ pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
 }
 
 pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    assert!(w.len() == n * 2 && a.len() == n * 2, "F16 vec_dot row bytes");
+    assert!(
+        w.len() == n * 2 && a.len() == n * 2,
+        "F16 vec_dot row bytes"
+    );
     let mut sum = 0.0f64;
     for (x, y) in w.chunks_exact(2).zip(a.chunks_exact(2)) {
         sum += (le_fp16_to_f32([x[0], x[1]]) * le_fp16_to_f32([y[0], y[1]])) as f64;

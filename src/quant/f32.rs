@@ -31,7 +31,10 @@ pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
 }
 
 pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    assert!(w.len() == n * 4 && a.len() == n * 4, "F32 vec_dot row bytes");
+    assert!(
+        w.len() == n * 4 && a.len() == n * 4,
+        "F32 vec_dot row bytes"
+    );
     let mut sum = 0.0f64;
     for (x, y) in w.chunks_exact(4).zip(a.chunks_exact(4)) {
         sum += (load(x) * load(y)) as f64;
@@ -45,7 +48,13 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_bits() {
-        let x = [1.5f32, -0.0, f32::from_bits(0x7FC0_1234), f32::INFINITY, 1e-40];
+        let x = [
+            1.5f32,
+            -0.0,
+            f32::from_bits(0x7FC0_1234),
+            f32::INFINITY,
+            1e-40,
+        ];
         let mut b = [0u8; 20];
         quantize_row(&x, &mut b);
         let mut y = [0.0f32; 5];

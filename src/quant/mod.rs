@@ -79,7 +79,9 @@ pub struct TypeKernels {
     /// Reference quantizer (ggml's `quantize_row_*_ref`). SIMD replacements must stay
     /// bit-identical to it, so quantized activations never depend on the CPU.
     pub from_f32: FromF32Fn,
-    /// Dot product of a row of `ty` with a row of `vec_dot_type`, both `n` elements.
+    /// Dot product of a row of `ty` with a row of `vec_dot_type`, both `n` elements. The
+    /// activation row must come from `vec_dot_type`'s `from_f32` (`quantize_activation`): SIMD
+    /// kernels rely on its range (Q8 quants never -128), which arbitrary bytes need not respect.
     pub vec_dot: VecDotFn,
 }
 
@@ -141,7 +143,7 @@ pub fn is_supported(ty: GgmlType) -> bool {
 /// Bytes for `n` elements of `ty`, or the error saying why the row is not whole blocks.
 pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::RaggedRow { ty, n, block });
     }
     // A slice of `n` f32 exists, so n/block*type_size (≤ 9 bytes per element) cannot overflow.
@@ -208,7 +210,7 @@ unsafe impl<const N: usize> Block for [u8; N] {}
 pub fn as_blocks<B: Block>(bytes: &[u8]) -> &[B] {
     const { assert!(align_of::<B>() == 1 && size_of::<B>() > 0) };
     assert!(
-        bytes.len() % size_of::<B>() == 0,
+        bytes.len().is_multiple_of(size_of::<B>()),
         "{} bytes is not a whole number of {}-byte blocks",
         bytes.len(),
         size_of::<B>()
@@ -222,7 +224,7 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> &[B] {
 pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {
     const { assert!(align_of::<B>() == 1 && size_of::<B>() > 0) };
     assert!(
-        bytes.len() % size_of::<B>() == 0,
+        bytes.len().is_multiple_of(size_of::<B>()),
         "{} bytes is not a whole number of {}-byte blocks",
         bytes.len(),
         size_of::<B>()
@@ -244,7 +246,7 @@ pub(crate) fn expect_blocks<'a, B: Block>(
     what: &'static str,
 ) -> &'a [B] {
     assert!(
-        n % qk == 0,
+        n.is_multiple_of(qk),
         "{what}: {n} elements is not whole blocks of {qk}"
     );
     let blocks = as_blocks::<B>(row);

@@ -44,7 +44,7 @@ pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len() % QK == 0, "Q5_1 quantize: {} elements", src.len());
+    assert!(src.len().is_multiple_of(QK), "Q5_1 quantize: {} elements", src.len());
     let blocks = as_blocks_mut::<BlockQ5_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q5_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
@@ -68,7 +68,11 @@ pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
         let q = unpack5(x.qh, &x.qs);
-        let sumi: i32 = q.iter().zip(&y.qs).map(|(&q, &a)| q as i32 * a as i32).sum();
+        let sumi: i32 = q
+            .iter()
+            .zip(&y.qs)
+            .map(|(&q, &a)| q as i32 * a as i32)
+            .sum();
         let dd = le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d);
         sumf += dd * sumi as f32 + le_fp16_to_f32(x.m) * le_fp16_to_f32(y.s);
     }

@@ -52,7 +52,7 @@ pub(crate) fn scale_of(x: &[f32]) -> (f32, f32) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len() % QK == 0, "Q8_0 quantize: {} elements", src.len());
+    assert!(src.len().is_multiple_of(QK), "Q8_0 quantize: {} elements", src.len());
     let blocks = as_blocks_mut::<BlockQ8_0>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_0 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
@@ -70,7 +70,11 @@ pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let y = expect_blocks::<BlockQ8_0>(n, QK, a, "Q8_0 vec_dot activations");
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
+        let sumi: i32 =
+            x.qs.iter()
+                .zip(&y.qs)
+                .map(|(&p, &q)| p as i32 * q as i32)
+                .sum();
         sumf += sumi as f32 * (le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
     }
     sumf
@@ -86,15 +90,15 @@ mod tests {
         let mut b = [0u8; 34];
         quantize_row(&x, &mut b);
         let blk = as_blocks::<BlockQ8_0>(&b)[0];
-        // amax = 16.5, d = 16.5/127; -15.5/d = -119.30 → -119, 0.5/d = 3.85 → 4.
-        assert_eq!(le_fp16_to_f32(blk.d), half::f16::from_f32(16.5 / 127.0).to_f32());
-        assert_eq!(blk.qs[0], -119);
+        // amax = 15.5, d = 15.5/127: the ends map to ∓127, 0.5/d = 4.097 → 4.
+        assert_eq!(blk.d, f32_to_le_fp16(15.5 / 127.0));
+        assert_eq!(blk.qs[0], -127);
         assert_eq!(blk.qs[16], 4);
         assert_eq!(blk.qs[31], 127);
         let mut y = [0.0f32; 32];
         dequantize_row(&b, &mut y);
         for (p, q) in x.iter().zip(&y) {
-            assert!((p - q).abs() <= 16.5 / 127.0 / 2.0 * 1.01, "{p} vs {q}");
+            assert!((p - q).abs() <= 15.5 / 127.0 / 2.0 * 1.01, "{p} vs {q}");
         }
     }
 

@@ -41,7 +41,7 @@ pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len() % QK == 0, "Q8_1 quantize: {} elements", src.len());
+    assert!(src.len().is_multiple_of(QK), "Q8_1 quantize: {} elements", src.len());
     let blocks = as_blocks_mut::<BlockQ8_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
@@ -61,7 +61,11 @@ pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let y = expect_blocks::<BlockQ8_1>(n, QK, a, "Q8_1 vec_dot activations");
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
+        let sumi: i32 =
+            x.qs.iter()
+                .zip(&y.qs)
+                .map(|(&p, &q)| p as i32 * q as i32)
+                .sum();
         sumf += sumi as f32 * (le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
     }
     sumf
@@ -77,10 +81,11 @@ mod tests {
         let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut b = vec![0u8; 72];
         quantize_row(&x, &mut b);
-        for blk in as_blocks::<BlockQ8_1>(&b) {
+        for (blk, x) in as_blocks::<BlockQ8_1>(&b).iter().zip(x.chunks_exact(QK)) {
             let s: i32 = blk.qs.iter().map(|&q| q as i32).sum();
-            let d = le_fp16_to_f32(blk.d);
-            assert_eq!(blk.s, f32_to_le_fp16(s as f32 * d));
+            // ggml multiplies by the f32 scale, before it is rounded to f16 for `d`.
+            let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(blk.s, f32_to_le_fp16(s as f32 * (amax / 127.0)));
         }
         let mut y = vec![0.0f32; 64];
         dequantize_row(&b, &mut y);

@@ -66,7 +66,9 @@ pub fn vec_dot_type(ty: ggml_type) -> ggml_type {
 
 /// ggml-cpu's `from_float` for `ty` (the quantizer a ggml matmul uses for activations).
 pub fn cpu_from_float(ty: ggml_type, x: &[f32]) -> Vec<u8> {
-    let f = cpu_traits(ty).from_float.expect("type has a cpu from_float");
+    let f = cpu_traits(ty)
+        .from_float
+        .expect("type has a cpu from_float");
     let mut out = vec![0u8; row_size(ty, x.len())];
     // SAFETY: `x` has x.len() floats and `out` the bytes of that many elements of `ty`.
     unsafe { f(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };
@@ -79,7 +81,11 @@ pub fn cpu_vec_dot(ty: ggml_type, n: usize, w: &[u8], a: &[u8]) -> f32 {
     let tr = cpu_traits(ty);
     let f = tr.vec_dot.expect("type has a cpu vec_dot");
     assert_eq!(w.len(), row_size(ty, n), "vec_dot: weight bytes");
-    assert_eq!(a.len(), row_size(tr.vec_dot_type, n), "vec_dot: activation bytes");
+    assert_eq!(
+        a.len(),
+        row_size(tr.vec_dot_type, n),
+        "vec_dot: activation bytes"
+    );
     let mut s = 0.0f32;
     // SAFETY: both rows hold exactly `n` elements of their types; nrc = 1 means one output, so
     // the strides are unused; `s` is one writable float.

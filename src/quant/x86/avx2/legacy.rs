@@ -304,7 +304,7 @@ fn scale_from_amax(amax: f32) -> (f32, f32) {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len() % QK == 0, "Q8_0 quantize: {} elements", src.len());
+    assert!(src.len().is_multiple_of(QK), "Q8_0 quantize: {} elements", src.len());
     let blocks = as_blocks_mut::<BlockQ8_0>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_0 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
@@ -322,7 +322,7 @@ pub unsafe fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_1(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len() % QK == 0, "Q8_1 quantize: {} elements", src.len());
+    assert!(src.len().is_multiple_of(QK), "Q8_1 quantize: {} elements", src.len());
     let blocks = as_blocks_mut::<BlockQ8_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
