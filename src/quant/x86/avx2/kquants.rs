@@ -89,13 +89,6 @@ fn mins_dot_bsums(mins: &[u8; 8], y: &BlockQ8K) -> i32 {
     _mm_cvtsi128_si32(p)
 }
 
-/// `lo` scale for the low 128-bit half's i16 lanes, `hi` for the high half's.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scale_pair(lo: i16, hi: i16) -> __m256i {
-    _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
-}
-
 /// Q4_K · Q8_K (layout: `quant::q4_k`). Per 64 elements: nibbles × activations with maddubs
 /// (≤ 2·15·128 per i16 pair), times the sub-block scale with madd into i32 lanes.
 ///
@@ -186,7 +179,8 @@ pub unsafe fn vec_dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         .zip(as_blocks::<BlockQ8K>(a))
     {
         // SAFETY: `scales` is 16 readable bytes.
-        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) });
+        let sc8 = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
+        let sc16 = _mm256_cvtepi8_epi16(sc8);
         let offset = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(y), sc16), 5);
         let mut acc = _mm256_setzero_si256();
         for h in 0..2 {
@@ -214,8 +208,13 @@ pub unsafe fn vec_dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             for (k, &q) in q.iter().enumerate() {
                 // Elements 128h + 32k + (0..16 | 16..32): sub-blocks 8h + 2k and 8h + 2k + 1.
                 let p = _mm256_maddubs_epi16(q, q8_at(y, 128 * h + 32 * k));
-                let j = 8 * h + 2 * k;
-                let s = scale_pair(i16::from(x.scales[j]), i16::from(x.scales[j + 1]));
+                // Scale 2c in the low 8 i16 lanes and 2c+1 in the high 8, c = 4h + k.
+                let c = (4 * h + k) as u8;
+                let pick = _mm_set_epi64x(
+                    i64::from_ne_bytes([2 * c + 1; 8]),
+                    i64::from_ne_bytes([2 * c; 8]),
+                );
+                let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s, p));
             }
         }
