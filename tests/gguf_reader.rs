@@ -21,6 +21,11 @@ fn model_path() -> Option<PathBuf> {
     }
 }
 
+/// What ggml's C API returns for a string: the bytes up to the first NUL.
+fn c_str(s: &str) -> &str {
+    s.split('\0').next().unwrap_or("")
+}
+
 fn same_value(ours: &Value, theirs: &RefValue) -> bool {
     use RefValue as R;
     fn all<T>(a: &[T], b: &[RefValue], f: impl Fn(&T, &RefValue) -> bool) -> bool {
@@ -35,7 +40,7 @@ fn same_value(ours: &Value, theirs: &RefValue) -> bool {
         (Value::I32(a), R::I32(b)) => a == b,
         (Value::F32(a), R::F32(b)) => a.to_bits() == b.to_bits(),
         (Value::Bool(a), R::Bool(b)) => a == b,
-        (Value::String(a), R::Str(b)) => a == b,
+        (Value::String(a), R::Str(b)) => c_str(a) == b,
         (Value::U64(a), R::U64(b)) => a == b,
         (Value::I64(a), R::I64(b)) => a == b,
         (Value::F64(a), R::F64(b)) => a.to_bits() == b.to_bits(),
@@ -48,7 +53,7 @@ fn same_value(ours: &Value, theirs: &RefValue) -> bool {
             Array::I32(v) => all(v, b, |x, y| same_value(&Value::I32(*x), y)),
             Array::F32(v) => all(v, b, |x, y| same_value(&Value::F32(*x), y)),
             Array::Bool(v) => all(v, b, |x, y| same_value(&Value::Bool(*x), y)),
-            Array::String(v) => all(v, b, |x, y| matches!(y, R::Str(s) if s == x)),
+            Array::String(v) => all(v, b, |x, y| matches!(y, R::Str(s) if s == c_str(x))),
             Array::U64(v) => all(v, b, |x, y| same_value(&Value::U64(*x), y)),
             Array::I64(v) => all(v, b, |x, y| same_value(&Value::I64(*x), y)),
             Array::F64(v) => all(v, b, |x, y| same_value(&Value::F64(*x), y)),
@@ -66,7 +71,7 @@ fn assert_matches_ggml(ours: &GgufFile, theirs: &RefGguf) {
     let md = ours.metadata();
     assert_eq!(md.len(), theirs.kvs.len(), "metadata count");
     for ((key, value), kv) in md.iter().zip(&theirs.kvs) {
-        assert_eq!(key, kv.key, "key order");
+        assert_eq!(c_str(key), kv.key, "key order");
         assert_eq!(value.ty().id(), kv.type_id, "type of {key}");
         if let Value::Array(a) = value {
             assert_eq!(
@@ -84,7 +89,7 @@ fn assert_matches_ggml(ours: &GgufFile, theirs: &RefGguf) {
 
     assert_eq!(ours.tensors().len(), theirs.tensors.len(), "tensor count");
     for (t, r) in ours.tensors().iter().zip(&theirs.tensors) {
-        assert_eq!(t.name, r.name, "tensor order");
+        assert_eq!(c_str(&t.name), r.name, "tensor order");
         assert_eq!(t.ty.id(), r.type_id, "type of {}", t.name);
         let mut ne = [1i64; 4];
         for (n, d) in ne.iter_mut().zip(&t.dims) {
@@ -176,9 +181,8 @@ fn real_model_contents() {
 }
 
 /// A file with every value type, arrays of every element type, and tensors of several types
-/// under a non-default alignment: ggml must read back exactly what the writer wrote, and so must we.
-#[test]
-fn writer_file_with_every_type_reads_as_ggml_reads_it() {
+/// under a non-default alignment; also returns each tensor's bytes.
+fn every_type_file() -> (Vec<u8>, Vec<Vec<u8>>) {
     let tensors: Vec<(&str, GgmlType, Vec<u64>)> = vec![
         ("f32", GgmlType::F32, vec![3, 5]),
         ("f16", GgmlType::F16, vec![7]),
@@ -226,7 +230,13 @@ fn writer_file_with_every_type_reads_as_ggml_reads_it() {
         w = w.tensor(name, *ty, dims, data.clone());
         payloads.push(data);
     }
-    let bytes = w.to_bytes();
+    (w.to_bytes(), payloads)
+}
+
+/// ggml must read back exactly what the writer wrote, and so must we.
+#[test]
+fn writer_file_with_every_type_reads_as_ggml_reads_it() {
+    let (bytes, payloads) = every_type_file();
     let theirs = RefGguf::from_bytes(&bytes).expect("ggml reads the writer's file");
     let ours = GgufFile::from_bytes(bytes).unwrap();
     assert_eq!(ours.alignment(), 64);
@@ -336,4 +346,144 @@ fn info_prints_the_model_summary() {
     }
     // --tensors lists each tensor once: 18 blocks of 13 tensors, plus token_embd and output_norm.
     assert_eq!(s.lines().filter(|l| l.contains("blk.")).count(), 18 * 13);
+}
+
+/// Deterministic xorshift64* for the mutants below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Values that hit the parser's edges when written over a count, length, type id or offset.
+const EDGES: [u64; 22] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    9,
+    12,
+    13,
+    31,
+    32,
+    33,
+    64,
+    255,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    1 << 32,
+    1 << 62,
+    1 << 63,
+    u64::MAX,
+];
+
+fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        if b.is_empty() {
+            break;
+        }
+        let at = rng.below(b.len());
+        match rng.below(6) {
+            0 => b[at] = rng.next() as u8,
+            1 => b[at] ^= 1 << rng.below(8),
+            2 => {
+                let v = EDGES[rng.below(EDGES.len())].to_le_bytes();
+                let w = [1, 4, 8][rng.below(3)].min(b.len() - at);
+                b[at..at + w].copy_from_slice(&v[..w]);
+            }
+            3 => b.truncate(at),
+            4 => {
+                let n = rng.below(16).min(b.len() - at);
+                b.drain(at..at + n);
+            }
+            _ => {
+                let n = 1 + rng.below(16);
+                let fill: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                b.splice(at..at, fill);
+            }
+        }
+    }
+    b
+}
+
+/// Whether ggml's layout rule holds: each tensor's relative offset is the sum of the padded
+/// sizes of the tensors before it (ggml demands this; we accept any aligned, disjoint layout).
+fn ggml_sequential(f: &GgufFile) -> bool {
+    let mut expect = 0;
+    for t in f.tensors() {
+        if t.offset - f.data_offset() != expect {
+            return false;
+        }
+        expect += t.n_bytes.div_ceil(f.alignment()) * f.alignment();
+    }
+    true
+}
+
+/// Differential test: 100,000 damaged variants of writer-made files through both readers. Where
+/// both accept a file they must read the same values; where only one does, the difference must be
+/// one of the documented ones.
+#[test]
+fn mutated_files_read_as_ggml_reads_them() {
+    use infer::gguf::GgufErrorKind as K;
+    ggml_ref::gguf::quiet_logs();
+    let bases = [
+        every_type_file().0,
+        GgufWriter::new()
+            .version(2)
+            .meta("general.architecture", "llama")
+            .meta("tokenizer.ggml.tokens", vec!["a", "b", "c"])
+            .tensor("q", GgmlType::Q5_0, &[32, 2], vec![3u8; 44])
+            .tensor_f32("n", &[3], &[1.0, 2.0, 3.0])
+            .to_bytes(),
+        GgufWriter::new().meta("k", "v").to_bytes(),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut both_ok, mut both_err, mut differ) = (0, 0, 0);
+    for i in 0..100_000 {
+        let bytes = mutate(&bases[i % bases.len()], &mut rng);
+        let theirs = RefGguf::from_bytes(&bytes);
+        match (GgufFile::from_bytes(bytes.clone()), theirs) {
+            (Ok(ours), Some(theirs)) => {
+                both_ok += 1;
+                assert_matches_ggml(&ours, &theirs);
+            }
+            (Err(_), None) => both_err += 1,
+            (Err(e), Some(_)) => {
+                differ += 1;
+                // Stricter on purpose: empty tensors, data past the end (ggml's metadata-only
+                // read never looks), non-UTF-8 names, and rank 0.
+                let documented = matches!(
+                    e.kind(),
+                    K::ZeroDim { .. }
+                        | K::TensorPastEnd { .. }
+                        | K::BadUtf8 { .. }
+                        | K::BadDimCount { n_dims: 0, .. }
+                );
+                assert!(documented, "mutant {i}: only we refuse it: {e}");
+            }
+            (Ok(ours), None) => {
+                differ += 1;
+                assert!(!ggml_sequential(&ours), "mutant {i}: only ggml refuses it");
+            }
+        }
+    }
+    eprintln!("mutants: {both_ok} read by both, {both_err} refused by both, {differ} differ");
+    assert!(
+        both_ok > 1000 && both_err > 1000,
+        "mutants too mild or too wild"
+    );
 }

@@ -95,11 +95,12 @@ pub(crate) fn read_entry(
             block,
         });
     }
-    let Some(n_bytes) = ty.row_bytes(n_elements).filter(|&b| b <= i64::MAX as u64) else {
+    // As ggml: the byte size must fit in size_t (a huge one then fails the end-of-file check).
+    let Some(n_bytes) = ty.row_bytes(n_elements) else {
         return Err(GgufErrorKind::ShapeOverflow {
             name,
             dims,
-            what: "byte size exceeds 2^63-1",
+            what: "byte size exceeds 2^64-1",
         });
     };
     if rel_offset % alignment != 0 {

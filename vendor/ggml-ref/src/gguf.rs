@@ -209,3 +209,17 @@ unsafe fn scalar_at(ty: sys::gguf_type, p: *const u8) -> Option<RefValue> {
         _ => return None,
     })
 }
+
+/// Silence ggml's log output (a test that feeds ggml thousands of broken files would otherwise
+/// print an error line for each). Affects the whole process.
+pub fn quiet_logs() {
+    unsafe extern "C" fn drop_log(
+        _level: sys::ggml_log_level,
+        _text: *const std::os::raw::c_char,
+        _user: *mut c_void,
+    ) {
+    }
+    // SAFETY: the callback has ggml_log_callback's signature, ignores its arguments and lives for
+    // the whole program.
+    unsafe { sys::ggml_log_set(Some(drop_log), std::ptr::null_mut()) }
+}
