@@ -356,7 +356,7 @@ fn simd_kernels_match_scalar() {
     let simd = false;
     if simd {
         // Otherwise the comparisons below would be scalar against itself.
-        for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        for &(ty, ..) in WEIGHT_TYPES {
             let (best, scalar) = (kernels(ty).unwrap(), scalar_kernels(ty).unwrap());
             assert_ne!(
                 best.vec_dot as usize, scalar.vec_dot as usize,

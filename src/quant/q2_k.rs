@@ -133,16 +133,32 @@ pub fn quantize_row(x: &[f32], bytes: &mut [u8]) {
 #[inline(always)]
 fn block_sums(x: &BlockQ2K, y: &BlockQ8K) -> (i32, i32) {
     let mut summs = 0i32;
-    let mut isum = 0i32;
     for j in 0..16 {
         summs += y.bsum(j) * i32::from(x.scales[j] >> 4);
-        let mut sub = 0i32;
-        for l in 0..16 {
-            sub += i32::from(quant(x, 16 * j + l)) * i32::from(y.qs[16 * j + l]);
+    }
+    let mut isum = 0i32;
+    for h in 0..2 {
+        let q2 = &x.qs[32 * h..32 * h + 32];
+        for s in 0..4 {
+            let q8 = &y.qs[128 * h + 32 * s..128 * h + 32 * s + 32];
+            for t in 0..2 {
+                let mut sub = 0i32;
+                for l in 16 * t..16 * t + 16 {
+                    sub += i32::from((q2[l] >> (2 * s)) & 3) * i32::from(q8[l]);
+                }
+                isum += i32::from(x.scales[8 * h + 2 * s + t] & 0xF) * sub;
+            }
         }
-        isum += i32::from(x.scales[j] & 0xF) * sub;
     }
     (isum, summs)
+}
+
+/// Per-block float step shared with the AVX2 twin, so both round identically.
+#[inline(always)]
+pub(crate) fn accumulate(sumf: f32, x: &BlockQ2K, y: &BlockQ8K, isum: i32, summs: i32) -> f32 {
+    let dall = y.d() * le_fp16_to_f32(x.d);
+    let dmin = y.d() * le_fp16_to_f32(x.dmin);
+    sumf + (dall * isum as f32 - dmin * summs as f32)
 }
 
 /// Q2_K · Q8_K over `n` elements (scalar; ggml `ggml_vec_dot_q2_K_q8_K_generic`).
@@ -155,9 +171,7 @@ pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
         .zip(as_blocks::<BlockQ8K>(a))
     {
         let (isum, summs) = block_sums(x, y);
-        let dall = y.d() * le_fp16_to_f32(x.d);
-        let dmin = y.d() * le_fp16_to_f32(x.dmin);
-        sumf += dall * isum as f32 - dmin * summs as f32;
+        sumf = accumulate(sumf, x, y, isum, summs);
     }
     sumf
 }

@@ -36,7 +36,7 @@ pub const KERNELS: TypeKernels = TypeKernels {
 
 /// The 16 scales, 6-bit unsigned (subtract 32 for the signed value).
 #[inline(always)]
-fn unpack_scales(s: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn unpack_scales(s: &[u8; 12]) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (j, o) in out.iter_mut().enumerate() {
         let low = if j < 8 { s[j] & 0xF } else { s[j - 8] >> 4 };
@@ -201,21 +201,30 @@ pub fn quantize_row(x: &[f32], bytes: &mut [u8]) {
 #[inline(always)]
 fn block_sum(x: &BlockQ3K, y: &BlockQ8K) -> i32 {
     let sc = unpack_scales(&x.scales);
-    let mut sub = [0i32; 16];
-    for (e, &q8) in y.qs.iter().enumerate() {
-        let (h, s, i) = (e / 128, (e / 32) % 4, e % 32);
-        let q = i32::from((x.qs[32 * h + i] >> (2 * s)) & 3);
-        let hi = if x.hmask[i] & (1 << (4 * h + s)) != 0 {
-            0
-        } else {
-            4
-        };
-        sub[e / 16] += (q - hi) * i32::from(q8);
+    let mut isum = 0i32;
+    for h in 0..2 {
+        let q3 = &x.qs[32 * h..32 * h + 32];
+        for s in 0..4 {
+            let q8 = &y.qs[128 * h + 32 * s..128 * h + 32 * s + 32];
+            let bit = 1u8 << (4 * h + s);
+            for t in 0..2 {
+                let mut sub = 0i32;
+                for l in 16 * t..16 * t + 16 {
+                    let low = i32::from((q3[l] >> (2 * s)) & 3);
+                    let q = if x.hmask[l] & bit != 0 { low } else { low - 4 };
+                    sub += q * i32::from(q8[l]);
+                }
+                isum += (i32::from(sc[8 * h + 2 * s + t]) - 32) * sub;
+            }
+        }
     }
-    sub.iter()
-        .zip(&sc)
-        .map(|(s, &c)| s * (i32::from(c) - 32))
-        .sum()
+    isum
+}
+
+/// Per-block float step shared with the AVX2 twin, so both round identically.
+#[inline(always)]
+pub(crate) fn accumulate(sumf: f32, x: &BlockQ3K, y: &BlockQ8K, isum: i32) -> f32 {
+    sumf + le_fp16_to_f32(x.d) * y.d() * isum as f32
 }
 
 /// Q3_K · Q8_K over `n` elements (scalar; ggml `ggml_vec_dot_q3_K_q8_K_generic`).
@@ -227,7 +236,7 @@ pub fn vec_dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(as_blocks::<BlockQ8K>(a))
     {
-        sumf += le_fp16_to_f32(x.d) * y.d() * block_sum(x, y) as f32;
+        sumf = accumulate(sumf, x, y, block_sum(x, y));
     }
     sumf
 }

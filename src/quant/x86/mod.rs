@@ -77,6 +77,8 @@ pub(in crate::quant) fn specialise(k: &mut TypeKernels) {
         }
         GgmlType::Q8_1 => k.from_f32 = from_f32!(l::quantize_row_q8_1),
         // k-quants: add their lines here.
+        GgmlType::Q2_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q2_k),
+        GgmlType::Q3_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q3_k),
         GgmlType::Q4_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q4_k),
         GgmlType::Q5_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q5_k),
         GgmlType::Q6_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q6_k),

@@ -1,4 +1,4 @@
-//! AVX2 twins of the k-quant kernels (`quant::{q4_k, q5_k, q6_k, q8_k}`), same block layouts,
+//! AVX2 twins of the k-quant kernels (`quant::{q2_k, q3_k, q4_k, q5_k, q6_k, q8_k}`), same block layouts,
 //! same names with the format as suffix.
 //!
 //! Each dot product computes a block's exact integer sums with 256-bit integer arithmetic and then
@@ -13,6 +13,8 @@
 use std::arch::x86_64::*;
 
 use super::load_i8x32;
+use crate::quant::q2_k::{self, BlockQ2K};
+use crate::quant::q3_k::{self, BlockQ3K};
 use crate::quant::q4_k::{self, BlockQ4K};
 use crate::quant::q5_k::{self, BlockQ5K};
 use crate::quant::q6_k::{self, BlockQ6K};
@@ -87,6 +89,105 @@ fn mins_dot_bsums(mins: &[u8; 8], y: &BlockQ8K) -> i32 {
     let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
     let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
     _mm_cvtsi128_si32(p)
+}
+
+/// Sub-block scales `2c` and `2c+1` of 16 i8 `scales`, as i16: the first in the low 8 lanes, the
+/// second in the high 8 (one 32-activation chunk spans those two 16-element sub-blocks).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale_pair(scales: __m128i, c: usize) -> __m256i {
+    let c = c as u8;
+    let pick = _mm_set_epi64x(
+        i64::from_ne_bytes([2 * c + 1; 8]),
+        i64::from_ne_bytes([2 * c; 8]),
+    );
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick))
+}
+
+/// Q2_K · Q8_K (layout: `quant::q2_k`). Per 32 activations: 2-bit quants × activations with
+/// maddubs (≤ 2·3·128 per i16 pair), times the 4-bit sub-block scale with madd; the mins go
+/// through Q8_K's bsums.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q2_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check_row(n, w.len(), std::mem::size_of::<BlockQ2K>(), "Q2_K");
+    check_row(n, a.len(), std::mem::size_of::<BlockQ8K>(), "Q8_K");
+    let m3 = _mm256_set1_epi8(3);
+    let mut sumf = 0.0f32;
+    for (x, y) in as_blocks::<BlockQ2K>(w)
+        .iter()
+        .zip(as_blocks::<BlockQ8K>(a))
+    {
+        // SAFETY: `scales` is 16 readable bytes.
+        let sc_min = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
+        let sc = _mm_and_si128(sc_min, _mm_set1_epi8(0x0F));
+        let mins = _mm256_cvtepu8_epi16(_mm_and_si128(
+            _mm_srli_epi16(sc_min, 4),
+            _mm_set1_epi8(0x0F),
+        ));
+        let summs = hsum_i32(_mm256_madd_epi16(load_bsums(y), mins));
+        let mut acc = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load_u8x32(&x.qs[32 * h..]);
+            for s in 0..4 {
+                let q =
+                    _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let p = _mm256_maddubs_epi16(q, q8_at(y, 128 * h + 32 * s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(scale_pair(sc, 4 * h + s), p));
+            }
+        }
+        sumf = q2_k::accumulate(sumf, x, y, hsum_i32(acc), summs);
+    }
+    sumf
+}
+
+/// Q3_K · Q8_K (layout: `quant::q3_k`). The 3-bit quants are used as `q + 4` (0..7, unsigned
+/// for maddubs) and the offset is taken out once per block as `4·Σ (sc_j-32)·bsums_j`, which
+/// equals the per-element form because Q8_K's bsums are its quants' sums.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check_row(n, w.len(), std::mem::size_of::<BlockQ3K>(), "Q3_K");
+    check_row(n, a.len(), std::mem::size_of::<BlockQ8K>(), "Q8_K");
+    let m3 = _mm256_set1_epi8(3);
+    let four = _mm256_set1_epi8(4);
+    let mut sumf = 0.0f32;
+    for (x, y) in as_blocks::<BlockQ3K>(w)
+        .iter()
+        .zip(as_blocks::<BlockQ8K>(a))
+    {
+        let sc6 = q3_k::unpack_scales(&x.scales);
+        // SAFETY: `sc6` is 16 readable bytes.
+        let sc = _mm_sub_epi8(
+            unsafe { _mm_loadu_si128(sc6.as_ptr().cast()) },
+            _mm_set1_epi8(32),
+        );
+        let offset = _mm256_slli_epi32(
+            _mm256_madd_epi16(load_bsums(y), _mm256_cvtepi8_epi16(sc)),
+            2,
+        );
+        let hbits = load_u8x32(&x.hmask);
+        let mut acc = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load_u8x32(&x.qs[32 * h..]);
+            for s in 0..4 {
+                let bit = _mm256_set1_epi8(1 << (4 * h + s));
+                let high =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), four);
+                let low =
+                    _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let p =
+                    _mm256_maddubs_epi16(_mm256_or_si256(low, high), q8_at(y, 128 * h + 32 * s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(scale_pair(sc, 4 * h + s), p));
+            }
+        }
+        sumf = q3_k::accumulate(sumf, x, y, hsum_i32(_mm256_sub_epi32(acc, offset)));
+    }
+    sumf
 }
 
 /// Q4_K · Q8_K (layout: `quant::q4_k`). Per 64 elements: nibbles × activations with maddubs
@@ -208,14 +309,7 @@ pub unsafe fn vec_dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             for (k, &q) in q.iter().enumerate() {
                 // Elements 128h + 32k + (0..16 | 16..32): sub-blocks 8h + 2k and 8h + 2k + 1.
                 let p = _mm256_maddubs_epi16(q, q8_at(y, 128 * h + 32 * k));
-                // Scale 2c in the low 8 i16 lanes and 2c+1 in the high 8, c = 4h + k.
-                let c = (4 * h + k) as u8;
-                let pick = _mm_set_epi64x(
-                    i64::from_ne_bytes([2 * c + 1; 8]),
-                    i64::from_ne_bytes([2 * c; 8]),
-                );
-                let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s, p));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(scale_pair(sc8, 4 * h + k), p));
             }
         }
         let isum = hsum_i32(_mm256_sub_epi32(acc, offset));
