@@ -11,8 +11,11 @@
 
 use std::arch::x86_64::*;
 
-use super::{bytes_from_bits, hsum_ps, load_i8x32, mul_sum_i8_ps, mul_sum_us8_ps, unpack_nibbles};
-use crate::quant::f16::{f32_to_le_fp16, le_fp16_to_f32};
+use super::{
+    bytes_from_bits, fp16_product, hsum_ps, load_i8x32, mul_sum_i8_ps, mul_sum_us8_ps,
+    unpack_nibbles,
+};
+use crate::quant::f16::f32_to_le_fp16;
 use crate::quant::q4_0::BlockQ4_0;
 use crate::quant::q4_1::BlockQ4_1;
 use crate::quant::q5_0::BlockQ5_0;
@@ -149,7 +152,7 @@ pub unsafe fn vec_dot_q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let y = expect_blocks::<BlockQ8_0>(n, QK, a, "Q4_0 vec_dot activations");
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
+        let d = _mm256_set1_ps(fp16_product(x.d, y.d));
         let qx = _mm256_sub_epi8(unpack_nibbles(&x.qs), _mm256_set1_epi8(8));
         acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(qx, load_i8x32(&y.qs)), acc);
     }
@@ -168,8 +171,8 @@ pub unsafe fn vec_dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        summs += le_fp16_to_f32(x.m) * le_fp16_to_f32(y.s);
-        let d = _mm256_set1_ps(le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
+        summs += fp16_product(x.m, y.s);
+        let d = _mm256_set1_ps(fp16_product(x.d, y.d));
         let xy = mul_sum_us8_ps(unpack_nibbles(&x.qs), load_i8x32(&y.qs));
         acc = _mm256_fmadd_ps(d, xy, acc);
     }
@@ -197,7 +200,7 @@ pub unsafe fn vec_dot_q5_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let y = expect_blocks::<BlockQ8_0>(n, QK, a, "Q5_0 vec_dot activations");
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
+        let d = _mm256_set1_ps(fp16_product(x.d, y.d));
         let qx = _mm256_sub_epi8(unpack5(x.qh, &x.qs), _mm256_set1_epi8(16));
         acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(qx, load_i8x32(&y.qs)), acc);
     }
@@ -215,8 +218,8 @@ pub unsafe fn vec_dot_q5_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        summs += le_fp16_to_f32(x.m) * le_fp16_to_f32(y.s);
-        let d = _mm256_set1_ps(le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
+        summs += fp16_product(x.m, y.s);
+        let d = _mm256_set1_ps(fp16_product(x.d, y.d));
         let xy = mul_sum_us8_ps(unpack5(x.qh, &x.qs), load_i8x32(&y.qs));
         acc = _mm256_fmadd_ps(d, xy, acc);
     }
@@ -234,7 +237,7 @@ pub unsafe fn vec_dot_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let y = expect_blocks::<BlockQ8_0>(n, QK, a, "Q8_0 vec_dot activations");
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(le_fp16_to_f32(x.d) * le_fp16_to_f32(y.d));
+        let d = _mm256_set1_ps(fp16_product(x.d, y.d));
         acc = _mm256_fmadd_ps(d, mul_sum_i8_ps(load_i8x32(&x.qs), load_i8x32(&y.qs)), acc);
     }
     hsum_ps(acc)
@@ -304,7 +307,11 @@ fn scale_from_amax(amax: f32) -> (f32, f32) {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len().is_multiple_of(QK), "Q8_0 quantize: {} elements", src.len());
+    assert!(
+        src.len().is_multiple_of(QK),
+        "Q8_0 quantize: {} elements",
+        src.len()
+    );
     let blocks = as_blocks_mut::<BlockQ8_0>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_0 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
@@ -322,7 +329,11 @@ pub unsafe fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_row_q8_1(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len().is_multiple_of(QK), "Q8_1 quantize: {} elements", src.len());
+    assert!(
+        src.len().is_multiple_of(QK),
+        "Q8_1 quantize: {} elements",
+        src.len()
+    );
     let blocks = as_blocks_mut::<BlockQ8_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {

@@ -8,6 +8,18 @@ pub mod legacy;
 
 use std::arch::x86_64::*;
 
+/// f32(a)·f32(b) for two little-endian f16 (a block's scale times the activation's), with one F16C
+/// conversion; the same bits as the scalar `le_fp16_to_f32(a) * le_fp16_to_f32(b)`. Both halves go
+/// into one 32-bit integer first: LLVM turns a lone 16-bit load into `vpinsrw` into whatever
+/// register is free (often the accumulator), a false dependency that serialized the block loop.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn fp16_product(a: [u8; 2], b: [u8; 2]) -> f32 {
+    let pair = u32::from(u16::from_le_bytes(a)) | (u32::from(u16::from_le_bytes(b)) << 16);
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
