@@ -112,11 +112,10 @@ fn block_sums(x: &BlockQ5K, y: &BlockQ8K) -> (i32, i32) {
     }
     let mut isum = 0i32;
     for (k, (q4, q8)) in x.qs.chunks_exact(32).zip(y.qs.chunks_exact(64)).enumerate() {
-        let (u1, u2) = (1u8 << (2 * k), 2u8 << (2 * k));
         let (mut lo, mut hi) = (0i32, 0i32);
         for i in 0..32 {
-            let h1 = if x.qh[i] & u1 != 0 { 16 } else { 0 };
-            let h2 = if x.qh[i] & u2 != 0 { 16 } else { 0 };
+            let h1 = i32::from((x.qh[i] >> (2 * k)) & 1) << 4;
+            let h2 = i32::from((x.qh[i] >> (2 * k + 1)) & 1) << 4;
             lo += (i32::from(q4[i] & 0xF) + h1) * i32::from(q8[i]);
             hi += (i32::from(q4[i] >> 4) + h2) * i32::from(q8[i + 32]);
         }
