@@ -171,3 +171,20 @@ fn stop_string_cuts_before_it_and_stdin_prompt_matches() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
+
+#[test]
+fn full_context_stops_with_a_message() {
+    let Some(model) = model_path() else { return };
+    // 6 prompt tokens in a context of 12: the 7th generated token is the last that can be shown
+    // (it is never fed back), so generation must stop there, say why, and still succeed.
+    let out = run_model(
+        &model,
+        &["-p", "The capital of France is", "-c", "12", "--temp", "0"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("context full (12 tokens"), "{stderr}");
+    assert!(stderr.contains("prompt: 6 tokens"), "{stderr}");
+    assert!(stderr.contains("generated: 7 tokens"), "{stderr}");
+    assert!(!out.stdout.is_empty());
+}
