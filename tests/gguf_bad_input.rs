@@ -481,6 +481,10 @@ fn infer_info_reports_bad_files_in_one_line() {
         .unwrap();
     run_info(&p, "tensor 'c.weight' has unknown ggml type id 99");
 
+    let p = tmp("a_directory.gguf");
+    std::fs::create_dir_all(&p).unwrap();
+    run_info(&p, "is a directory");
+
     let p = tmp("no_such_file.gguf");
     let _ = std::fs::remove_file(&p);
     run_info(&p, "cannot read file");

@@ -76,6 +76,8 @@ fn esc(s: &str) -> Cow<'_, str> {
 pub enum GgufErrorKind {
     #[error("cannot read file: {0}")]
     Io(std::io::Error),
+    #[error("is a directory, not a GGUF file")]
+    IsDirectory,
     #[error("not a GGUF file: magic bytes are {found:02x?}, expected \"GGUF\"")]
     BadMagic { found: [u8; 4] },
     #[error("GGUF version {version} (0x{version:08x}) looks byte-swapped: only little-endian files are supported")]

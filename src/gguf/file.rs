@@ -83,7 +83,11 @@ impl GgufFile {
         let path = path.as_ref();
         let io = |e| GgufError::new(GgufErrorKind::Io(e)).in_file(path);
         let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(GgufError::new(GgufErrorKind::IsDirectory).in_file(path));
+        }
+        let len = meta.len();
         let storage = if len == 0 {
             // Mapping zero bytes fails on some systems; an empty file is simply too short.
             Storage::Owned(Vec::new())
