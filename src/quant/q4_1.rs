@@ -59,7 +59,11 @@ pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len().is_multiple_of(QK), "Q4_1 quantize: {} elements", src.len());
+    assert!(
+        src.len().is_multiple_of(QK),
+        "Q4_1 quantize: {} elements",
+        src.len()
+    );
     let blocks = as_blocks_mut::<BlockQ4_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q4_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {

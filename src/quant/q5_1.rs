@@ -44,7 +44,11 @@ pub fn dequantize_row(src: &[u8], dst: &mut [f32]) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len().is_multiple_of(QK), "Q5_1 quantize: {} elements", src.len());
+    assert!(
+        src.len().is_multiple_of(QK),
+        "Q5_1 quantize: {} elements",
+        src.len()
+    );
     let blocks = as_blocks_mut::<BlockQ5_1>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q5_1 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {

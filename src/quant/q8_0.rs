@@ -52,7 +52,11 @@ pub(crate) fn scale_of(x: &[f32]) -> (f32, f32) {
 }
 
 pub fn quantize_row(src: &[f32], dst: &mut [u8]) {
-    assert!(src.len().is_multiple_of(QK), "Q8_0 quantize: {} elements", src.len());
+    assert!(
+        src.len().is_multiple_of(QK),
+        "Q8_0 quantize: {} elements",
+        src.len()
+    );
     let blocks = as_blocks_mut::<BlockQ8_0>(dst);
     assert_eq!(blocks.len(), src.len() / QK, "Q8_0 quantize blocks");
     for (b, x) in blocks.iter_mut().zip(src.chunks_exact(QK)) {
