@@ -171,7 +171,8 @@ impl GgufFile {
     }
 
     /// The bytes of a tensor of this file: a view into the map, exactly `t.n_bytes` long, starting
-    /// at an offset that is a multiple of `alignment()` from the (page-aligned) file start.
+    /// at an offset that is a multiple of `alignment()` from the file start (page-aligned when
+    /// the file is mapped; `from_bytes` gives only the allocator's alignment).
     ///
     /// Panics if `t` is not a tensor of this file (parsing checked that every tensor of the file
     /// lies within it, so this is a caller bug, never bad input).
