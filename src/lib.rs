@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cpu;
 pub mod gguf;
+pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod sample;

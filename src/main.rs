@@ -21,6 +21,8 @@ enum Command {
     Perplexity(infer::cli::perplexity::Args),
     /// Print the token ids (or pieces) the model's tokenizer gives a text, as llama-tokenize does.
     Tokenize(infer::cli::tokenize::Args),
+    /// List the GPU adapters (backend, type, limits) that `--device gpu:N` can pick.
+    Devices(infer::cli::devices::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::Run(a) => infer::cli::run::run(a),
         Command::Perplexity(a) => infer::cli::perplexity::run(a),
         Command::Tokenize(a) => infer::cli::tokenize::run(a),
+        Command::Devices(a) => infer::cli::devices::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! Only `main` and `cli/` use anyhow; library code returns typed errors.
 
 pub mod common;
+pub mod devices;
 pub mod info;
 pub mod perplexity;
 pub mod run;

@@ -1,0 +1,19 @@
+//! The GPU backend: WGSL compute kernels run through wgpu (Vulkan, Metal, DX12).
+//!
+//! `device` picks an adapter (`--device auto|cpu|gpu[:N]`) and owns the wgpu device with our error
+//! handling; `buffers` uploads weights once (split across bindings where a tensor exceeds the
+//! adapter's binding limit) and holds f32 activation tensors; `pipelines` assembles the WGSL
+//! sources under `shaders/` and caches compiled pipelines by a typed key; `ops` records the
+//! decoder's operations into one command buffer. The numerics follow `crate::cpu`, which is the
+//! oracle the op-parity suite (tests/gpu_ops_parity.rs) checks every kernel against.
+//!
+//! Nothing here reads model files or knows tensor names.
+
+pub mod buffers;
+pub mod device;
+pub mod ops;
+pub mod pipelines;
+
+pub use buffers::{GpuMatrix, GpuTensor};
+pub use device::{AdapterSummary, DeviceChoice, Gpu, GpuError};
+pub use ops::Batch;

@@ -1,0 +1,492 @@
+//! The decoder's operations on the GPU, recorded into one command buffer (`Batch`) and submitted
+//! together: a decode step is one submission with no readback between ops. Each op checks the
+//! sizes it is given against the tensors' lengths (a mismatch is a caller bug reported as an
+//! error, never an out-of-bounds dispatch), writes its sizes into a uniform `Params` struct that
+//! mirrors the one in its shader, and dispatches workgroups over a 2-D grid when one dimension
+//! would exceed the adapter's limit (262144 vocabulary rows do).
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use super::buffers::{GpuMatrix, GpuTensor};
+use super::device::{Gpu, GpuError};
+use super::pipelines::{Kernel, PipelineKey};
+use crate::cpu::attention::AttnParams;
+use crate::cpu::ops::RopeStyle;
+
+/// Rows of activations one matmul workgroup shares a decoded weight row among (shaders/matmul.wgsl's TT).
+const MATMUL_TOKENS: usize = 8;
+
+/// Which gated activation `glu` applies to the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Glu {
+    /// GELU (tanh form), Gemma.
+    Gelu,
+    /// SiLU, Llama and Qwen.
+    Silu,
+}
+
+/// shaders/matvec.wgsl, shaders/matmul.wgsl and shaders/get_rows.wgsl `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatParams {
+    k: u32,
+    m: u32,
+    row_bytes: u32,
+    /// matvec: x_off; matmul and get_rows: n_tok.
+    a: u32,
+    /// matvec: y_off; matmul: y_stride; get_rows: row0.
+    b: u32,
+    /// matmul: y_off.
+    c: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    n: u32,
+    rows: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RopeParams {
+    head_dim: u32,
+    n_rot: u32,
+    n_head: u32,
+    n_tok: u32,
+    neox: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AttnUniform {
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    head_dim_v: u32,
+    n_tok: u32,
+    pos0: u32,
+    window: u32,
+    scale: f32,
+}
+
+/// The element-wise kernels' `Params`: a count and one argument (u32 or f32 bits).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EltParams {
+    n: u32,
+    arg: u32,
+    _pad: [u32; 2],
+}
+
+fn u32_of(what: &str, v: usize) -> Result<u32, GpuError> {
+    u32::try_from(v).map_err(|_| GpuError::Shape {
+        what: what.to_string(),
+        msg: format!("{v} does not fit the shaders' 32-bit indices"),
+    })
+}
+
+fn need(what: &str, t: &GpuTensor, n: usize) -> Result<(), GpuError> {
+    if t.len() < n {
+        return Err(GpuError::Shape {
+            what: what.to_string(),
+            msg: format!("needs {n} elements, the tensor holds {}", t.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Operations recorded for one submission.
+pub struct Batch<'g> {
+    gpu: &'g Gpu,
+    enc: wgpu::CommandEncoder,
+}
+
+impl<'g> Batch<'g> {
+    pub fn new(gpu: &'g Gpu) -> Batch<'g> {
+        let enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("infer-batch"),
+            });
+        Batch { gpu, enc }
+    }
+
+    /// Submit the recorded work. It runs asynchronously; `Gpu::wait` or a readback waits for it.
+    pub fn submit(self) -> Result<(), GpuError> {
+        self.gpu.queue.submit([self.enc.finish()]);
+        self.gpu.check()
+    }
+
+    /// One dispatch of `groups` workgroups of `kernel`, with `params` at binding 0 and `buffers`
+    /// at bindings 1.. in order.
+    fn dispatch<P: Pod>(
+        &mut self,
+        key: PipelineKey,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: usize,
+    ) -> Result<(), GpuError> {
+        if groups == 0 {
+            return Ok(());
+        }
+        let pipeline = self.gpu.pipelines.get(self.gpu, key)?;
+        let max = self.gpu.limits().max_compute_workgroups_per_dimension as usize;
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(GpuError::Shape {
+                what: format!("{:?}", key.kernel),
+                msg: format!("{groups} workgroups exceed the adapter's {max} x {max} grid"),
+            });
+        }
+        let uniform = self
+            .gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+        let mut pass = self
+            .enc
+            .begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(x as u32, y as u32, 1);
+        Ok(())
+    }
+
+    /// `y[t][r] = dot(W[r], x[t])` for `n_tok` rows of `x` (`n_tok * k`) into `y` (`n_tok * m`):
+    /// the fused dequantize + matrix-vector kernel for one token, the token-tiled matrix-matrix
+    /// kernel for more.
+    pub fn matmul(
+        &mut self,
+        w: &GpuMatrix,
+        x: &GpuTensor,
+        n_tok: usize,
+        y: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        need("matmul input", x, n_tok * w.k)?;
+        need("matmul output", y, n_tok * w.m)?;
+        let (k, row_bytes) = (u32_of("k", w.k)?, u32_of("row bytes", w.row_bytes)?);
+        let m_total = u32_of("rows", w.m)?;
+        u32_of("matmul output", n_tok * w.m)?;
+        for c in &w.chunks {
+            let rows = u32_of("rows", c.rows)?;
+            let row0 = u32_of("rows", c.row0)?;
+            if n_tok == 1 {
+                let p = MatParams {
+                    k,
+                    m: rows,
+                    row_bytes,
+                    a: 0,
+                    b: row0,
+                    c: 0,
+                    _pad: [0; 2],
+                };
+                let key = PipelineKey {
+                    kernel: Kernel::Matvec,
+                    weight: Some(w.format),
+                };
+                self.dispatch(key, &p, &[&c.buf, &x.buf, &y.buf], c.rows)?;
+            } else {
+                let p = MatParams {
+                    k,
+                    m: rows,
+                    row_bytes,
+                    a: u32_of("tokens", n_tok)?,
+                    b: m_total,
+                    c: row0,
+                    _pad: [0; 2],
+                };
+                let key = PipelineKey {
+                    kernel: Kernel::Matmul,
+                    weight: Some(w.format),
+                };
+                let groups = c.rows * n_tok.div_ceil(MATMUL_TOKENS);
+                self.dispatch(key, &p, &[&c.buf, &x.buf, &y.buf], groups)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out[t] = row ids[t] of the table `w`, dequantized` for `n_tok` ids (the embedding lookup).
+    /// Ids past the table leave their output row untouched.
+    pub fn get_rows(
+        &mut self,
+        w: &GpuMatrix,
+        ids: &GpuTensor,
+        n_tok: usize,
+        out: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        need("get_rows ids", ids, n_tok)?;
+        need("get_rows output", out, n_tok * w.k)?;
+        for c in &w.chunks {
+            let p = MatParams {
+                k: u32_of("k", w.k)?,
+                m: u32_of("rows", c.rows)?,
+                row_bytes: u32_of("row bytes", w.row_bytes)?,
+                a: u32_of("tokens", n_tok)?,
+                b: u32_of("rows", c.row0)?,
+                c: 0,
+                _pad: [0; 2],
+            };
+            let key = PipelineKey {
+                kernel: Kernel::GetRows,
+                weight: Some(w.format),
+            };
+            self.dispatch(key, &p, &[&c.buf, &ids.buf, &out.buf], n_tok)?;
+        }
+        Ok(())
+    }
+
+    /// `y = rms_norm(x) * w` over `rows` rows of `n` (`w` has `n` elements); `x` and `y` may be
+    /// the same tensor.
+    pub fn rms_norm(
+        &mut self,
+        w: &GpuTensor,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        n: usize,
+        rows: usize,
+        eps: f32,
+    ) -> Result<(), GpuError> {
+        need("rms_norm weight", w, n)?;
+        need("rms_norm input", x, n * rows)?;
+        need("rms_norm output", y, n * rows)?;
+        let p = NormParams {
+            n: u32_of("n", n)?,
+            rows: u32_of("rows", rows)?,
+            eps,
+            _pad: 0,
+        };
+        self.dispatch(plain(Kernel::RmsNorm), &p, &[&w.buf, &x.buf, &y.buf], rows)
+    }
+
+    /// Rotate `x` (`[n_tok][n_head][head_dim]`) in place by the angles in `cos_sin`
+    /// (`[n_tok][n_rot]`, from `crate::cpu::ops::rope_cache` for each token's position).
+    pub fn rope(
+        &mut self,
+        cos_sin: &GpuTensor,
+        x: &GpuTensor,
+        head_dim: usize,
+        n_rot: usize,
+        n_head: usize,
+        n_tok: usize,
+        style: RopeStyle,
+    ) -> Result<(), GpuError> {
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(GpuError::Shape {
+                what: "rope".into(),
+                msg: format!("n_rot {n_rot} must be even and at most head_dim {head_dim}"),
+            });
+        }
+        need("rope angles", cos_sin, n_tok * n_rot)?;
+        need("rope input", x, n_tok * n_head * head_dim)?;
+        let p = RopeParams {
+            head_dim: u32_of("head_dim", head_dim)?,
+            n_rot: u32_of("n_rot", n_rot)?,
+            n_head: u32_of("n_head", n_head)?,
+            n_tok: u32_of("n_tok", n_tok)?,
+            neox: u32::from(style == RopeStyle::Neox),
+            _pad: [0; 3],
+        };
+        let threads = n_tok * n_head * (n_rot / 2);
+        u32_of("rope", threads)?;
+        self.dispatch(
+            plain(Kernel::Rope),
+            &p,
+            &[&cos_sin.buf, &x.buf],
+            threads.div_ceil(64),
+        )
+    }
+
+    /// In-place softmax of `rows` rows of `n`.
+    pub fn softmax(&mut self, x: &GpuTensor, n: usize, rows: usize) -> Result<(), GpuError> {
+        need("softmax", x, n * rows)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: u32_of("rows", rows)?,
+            _pad: [0; 2],
+        };
+        self.dispatch(plain(Kernel::Softmax), &p, &[&x.buf], rows)
+    }
+
+    /// Store `n_tok` rows of `width` from `src` into the cache `dst` at position `pos`, rounded
+    /// to f16 precision.
+    pub fn kv_store(
+        &mut self,
+        src: &GpuTensor,
+        dst: &GpuTensor,
+        pos: usize,
+        width: usize,
+        n_tok: usize,
+    ) -> Result<(), GpuError> {
+        let n = n_tok * width;
+        need("kv_store source", src, n)?;
+        need("kv_store cache", dst, (pos + n_tok) * width)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: u32_of("cache offset", pos * width)?,
+            _pad: [0; 2],
+        };
+        self.dispatch(
+            plain(Kernel::KvStore),
+            &p,
+            &[&src.buf, &dst.buf],
+            n.div_ceil(64),
+        )
+    }
+
+    /// Attention of `n_tok` query rows `q` (positions `pos0..`) over `keys`/`values` holding
+    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. `scores` is scratch of
+    /// at least `n_tok * n_head * (pos0 + n_tok)` elements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        p: &AttnParams,
+        q: &GpuTensor,
+        keys: &GpuTensor,
+        values: &GpuTensor,
+        scores: &GpuTensor,
+        pos0: usize,
+        n_tok: usize,
+        out: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+            return Err(GpuError::Shape {
+                what: "attention".into(),
+                msg: format!("{} heads over {} kv heads", p.n_head, p.n_head_kv),
+            });
+        }
+        let n_kv = pos0 + n_tok;
+        need("attention q", q, n_tok * p.n_head * p.head_dim)?;
+        need("attention keys", keys, n_kv * p.n_head_kv * p.head_dim)?;
+        need(
+            "attention values",
+            values,
+            n_kv * p.n_head_kv * p.head_dim_v,
+        )?;
+        need("attention scores", scores, n_tok * p.n_head * n_kv)?;
+        need("attention output", out, n_tok * p.n_head * p.head_dim_v)?;
+        u32_of("attention scores", n_tok * p.n_head * n_kv)?;
+        let u = AttnUniform {
+            n_head: u32_of("n_head", p.n_head)?,
+            n_head_kv: u32_of("n_head_kv", p.n_head_kv)?,
+            head_dim: u32_of("head_dim", p.head_dim)?,
+            head_dim_v: u32_of("head_dim_v", p.head_dim_v)?,
+            n_tok: u32_of("n_tok", n_tok)?,
+            pos0: u32_of("pos0", pos0)?,
+            window: u32_of("window", p.window.unwrap_or(0))?,
+            scale: p.scale,
+        };
+        self.dispatch(
+            plain(Kernel::Attention),
+            &u,
+            &[&q.buf, &keys.buf, &values.buf, &scores.buf, &out.buf],
+            n_tok * p.n_head,
+        )
+    }
+
+    /// `out = act(gate) * up` over `n` elements.
+    pub fn glu(
+        &mut self,
+        act: Glu,
+        gate: &GpuTensor,
+        up: &GpuTensor,
+        out: &GpuTensor,
+        n: usize,
+    ) -> Result<(), GpuError> {
+        need("glu gate", gate, n)?;
+        need("glu up", up, n)?;
+        need("glu output", out, n)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: u32::from(act == Glu::Silu),
+            _pad: [0; 2],
+        };
+        self.dispatch(
+            plain(Kernel::Glu),
+            &p,
+            &[&gate.buf, &up.buf, &out.buf],
+            n.div_ceil(64),
+        )
+    }
+
+    /// `acc += x` over `n` elements.
+    pub fn add(&mut self, acc: &GpuTensor, x: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        need("add accumulator", acc, n)?;
+        need("add input", x, n)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: 0,
+            _pad: [0; 2],
+        };
+        self.dispatch(plain(Kernel::Add), &p, &[&acc.buf, &x.buf], n.div_ceil(64))
+    }
+
+    /// `x *= s` over `n` elements.
+    pub fn scale(&mut self, x: &GpuTensor, n: usize, s: f32) -> Result<(), GpuError> {
+        need("scale", x, n)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: s.to_bits(),
+            _pad: [0; 2],
+        };
+        self.dispatch(plain(Kernel::Scale), &p, &[&x.buf], n.div_ceil(64))
+    }
+
+    /// `x = cap * tanh(x / cap)` over `n` elements.
+    pub fn softcap(&mut self, x: &GpuTensor, n: usize, cap: f32) -> Result<(), GpuError> {
+        need("softcap", x, n)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: cap.to_bits(),
+            _pad: [0; 2],
+        };
+        self.dispatch(plain(Kernel::Softcap), &p, &[&x.buf], n.div_ceil(64))
+    }
+
+    /// `out[0]` = index of the largest of the first `n` elements of `x`, ties to the lowest.
+    pub fn argmax(&mut self, x: &GpuTensor, n: usize, out: &GpuTensor) -> Result<(), GpuError> {
+        need("argmax", x, n)?;
+        need("argmax output", out, 1)?;
+        let p = EltParams {
+            n: u32_of("n", n)?,
+            arg: 0,
+            _pad: [0; 2],
+        };
+        self.dispatch(plain(Kernel::Argmax), &p, &[&x.buf, &out.buf], 1)
+    }
+}
+
+fn plain(kernel: Kernel) -> PipelineKey {
+    PipelineKey {
+        kernel,
+        weight: None,
+    }
+}

@@ -1,0 +1,249 @@
+//! WGSL sources and the compiled-pipeline cache. Each kernel is one file under `shaders/`; block
+//! layouts and byte helpers live in `shaders/common/` and are pulled in by `#include "..."` lines,
+//! resolved here before compilation (WGSL has no include of its own). `#include "weight"` stands
+//! for the block layout of the kernel's weight format, so one matvec source serves every format.
+//! Sizes never appear in shader text: they travel in each kernel's uniform `Params`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::device::{Gpu, GpuError};
+use crate::quant::GgmlType;
+
+/// Weight formats with a native WGSL block decoder. Every other type is dequantized to F32 on
+/// upload (see `buffers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    F32,
+    F16,
+    Q4_0,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl WeightFormat {
+    pub fn of(ty: GgmlType) -> Option<WeightFormat> {
+        Some(match ty {
+            GgmlType::F32 => WeightFormat::F32,
+            GgmlType::F16 => WeightFormat::F16,
+            GgmlType::Q4_0 => WeightFormat::Q4_0,
+            GgmlType::Q5_0 => WeightFormat::Q5_0,
+            GgmlType::Q8_0 => WeightFormat::Q8_0,
+            GgmlType::Q4_K => WeightFormat::Q4K,
+            GgmlType::Q6_K => WeightFormat::Q6K,
+            _ => return None,
+        })
+    }
+
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            WeightFormat::F32 => GgmlType::F32,
+            WeightFormat::F16 => GgmlType::F16,
+            WeightFormat::Q4_0 => GgmlType::Q4_0,
+            WeightFormat::Q5_0 => GgmlType::Q5_0,
+            WeightFormat::Q8_0 => GgmlType::Q8_0,
+            WeightFormat::Q4K => GgmlType::Q4_K,
+            WeightFormat::Q6K => GgmlType::Q6_K,
+        }
+    }
+
+    /// Elements the shader decodes as one unit: the ggml block, or 16 for the float formats
+    /// (whose rows must then be multiples of 16 long).
+    pub fn block_elems(self) -> usize {
+        match self {
+            WeightFormat::F32 | WeightFormat::F16 => 16,
+            _ => self.ggml_type().block_size(),
+        }
+    }
+
+    fn include(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => include_str!("../../shaders/common/f32.wgsl"),
+            WeightFormat::F16 => include_str!("../../shaders/common/f16.wgsl"),
+            WeightFormat::Q4_0 => include_str!("../../shaders/common/q4_0.wgsl"),
+            WeightFormat::Q5_0 => include_str!("../../shaders/common/q5_0.wgsl"),
+            WeightFormat::Q8_0 => include_str!("../../shaders/common/q8_0.wgsl"),
+            WeightFormat::Q4K => include_str!("../../shaders/common/q4_k.wgsl"),
+            WeightFormat::Q6K => include_str!("../../shaders/common/q6_k.wgsl"),
+        }
+    }
+}
+
+/// One compute kernel (one file under `shaders/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matvec,
+    Matmul,
+    GetRows,
+    RmsNorm,
+    Rope,
+    Softmax,
+    Attention,
+    KvStore,
+    Glu,
+    Add,
+    Scale,
+    Softcap,
+    Argmax,
+}
+
+impl Kernel {
+    fn name(self) -> &'static str {
+        match self {
+            Kernel::Matvec => "matvec",
+            Kernel::Matmul => "matmul",
+            Kernel::GetRows => "get_rows",
+            Kernel::RmsNorm => "rms_norm",
+            Kernel::Rope => "rope",
+            Kernel::Softmax => "softmax",
+            Kernel::Attention => "attention",
+            Kernel::KvStore => "kv_store",
+            Kernel::Glu => "glu",
+            Kernel::Add => "add",
+            Kernel::Scale => "scale",
+            Kernel::Softcap => "softcap",
+            Kernel::Argmax => "argmax",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
+            Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
+            Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
+            Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
+            Kernel::Glu => include_str!("../../shaders/glu.wgsl"),
+            Kernel::Add => include_str!("../../shaders/add.wgsl"),
+            Kernel::Scale => include_str!("../../shaders/scale.wgsl"),
+            Kernel::Softcap => include_str!("../../shaders/softcap.wgsl"),
+            Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
+        }
+    }
+}
+
+/// What identifies a compiled pipeline: the kernel and, for weight kernels, the block format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub kernel: Kernel,
+    pub weight: Option<WeightFormat>,
+}
+
+/// Compiled pipelines, built on first use.
+#[derive(Default)]
+pub struct PipelineCache {
+    map: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+fn common(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "common/bytes.wgsl" => include_str!("../../shaders/common/bytes.wgsl"),
+        "common/reduce.wgsl" => include_str!("../../shaders/common/reduce.wgsl"),
+        _ => return None,
+    })
+}
+
+/// The kernel's source with its `#include "..."` lines replaced by the files they name.
+pub fn assemble(key: PipelineKey) -> Result<String, GpuError> {
+    let err = |msg: String| GpuError::Shader {
+        kernel: key.kernel.name().to_string(),
+        msg,
+    };
+    let mut out = String::new();
+    for line in key.kernel.source().lines() {
+        let Some(rest) = line.trim().strip_prefix("#include ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let name = rest.trim().trim_matches('"');
+        let text = if name == "weight" {
+            key.weight
+                .ok_or_else(|| err("includes the weight layout but has no weight format".into()))?
+                .include()
+        } else {
+            common(name).ok_or_else(|| err(format!("unknown include {name:?}")))?
+        };
+        out.push_str(text);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+impl PipelineCache {
+    /// The pipeline for `key`, compiled on first request. Compile errors are caught with an error
+    /// scope and returned, never left to wgpu's uncaptured-error path.
+    pub fn get(&self, gpu: &Gpu, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let src = assemble(key)?;
+        let label = match key.weight {
+            Some(w) => format!("{}-{:?}", key.kernel.name(), w),
+            None => key.kernel.name().to_string(),
+        };
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader {
+                kernel: label,
+                msg: e.to_string(),
+            });
+        }
+        let p = Arc::new(pipeline);
+        map.insert(key, p.clone());
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_are_resolved_for_every_weight_format() {
+        for w in [
+            WeightFormat::F32,
+            WeightFormat::F16,
+            WeightFormat::Q4_0,
+            WeightFormat::Q5_0,
+            WeightFormat::Q8_0,
+            WeightFormat::Q4K,
+            WeightFormat::Q6K,
+        ] {
+            let src = assemble(PipelineKey {
+                kernel: Kernel::Matvec,
+                weight: Some(w),
+            })
+            .unwrap();
+            assert!(!src.contains("#include"), "{w:?}");
+            assert!(src.contains("fn dequant16"), "{w:?}");
+        }
+        assert!(assemble(PipelineKey {
+            kernel: Kernel::Matvec,
+            weight: None
+        })
+        .is_err());
+    }
+}
