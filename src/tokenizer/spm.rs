@@ -15,11 +15,12 @@ struct Symbol {
     len: usize,
 }
 
+// u32 fields keep an entry at 16 bytes: the queue's sift-down is most of SPM's time.
 struct Bigram {
-    left: usize,
-    right: usize,
+    left: u32,
+    right: u32,
     score: f32,
-    size: usize,
+    size: u32,
 }
 
 impl PartialEq for Bigram {
@@ -66,6 +67,17 @@ pub(super) fn byte_token(vocab: &Vocab, b: u8) -> Option<u32> {
 
 pub(super) fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     let bytes = text.as_bytes();
+    // Positions and sizes are kept as u32 in the queue; split larger fragments (never
+    // expected: 4 GiB of text) at character boundaries rather than overflow.
+    if bytes.len() > u32::MAX as usize / 2 {
+        let mut cut = u32::MAX as usize / 4;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        tokenize(vocab, &text[..cut], out);
+        tokenize(vocab, &text[cut..], out);
+        return;
+    }
     let mut symbols: Vec<Symbol> = Vec::with_capacity(bytes.len());
     let mut offs = 0;
     while offs < bytes.len() {
@@ -90,10 +102,10 @@ pub(super) fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
             let piece = &bytes[l.start..l.start + l.len + r.len];
             if let Some(id) = vocab.text_to_token(piece) {
                 queue.push(Bigram {
-                    left,
-                    right,
+                    left: left as u32,
+                    right: right as u32,
                     score: vocab.scores[id as usize],
-                    size: piece.len(),
+                    size: piece.len() as u32,
                 });
             }
         };
@@ -102,22 +114,23 @@ pub(super) fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     }
 
     while let Some(b) = queue.pop() {
-        let (l, r) = (symbols[b.left], symbols[b.right]);
+        let (left, right) = (b.left as usize, b.right as usize);
+        let (l, r) = (symbols[left], symbols[right]);
         // A pair whose sides have merged with something else since it was queued is stale.
-        if l.len == 0 || r.len == 0 || l.len + r.len != b.size {
+        if l.len == 0 || r.len == 0 || l.len + r.len != b.size as usize {
             continue;
         }
-        symbols[b.left].len += r.len;
-        symbols[b.right].len = 0;
-        symbols[b.left].next = r.next;
+        symbols[left].len += r.len;
+        symbols[right].len = 0;
+        symbols[left].next = r.next;
         if let Some(n) = r.next {
-            symbols[n].prev = Some(b.left);
+            symbols[n].prev = Some(left);
         }
-        if let Some(p) = symbols[b.left].prev {
-            try_add(&symbols, &mut queue, p, b.left);
+        if let Some(p) = symbols[left].prev {
+            try_add(&symbols, &mut queue, p, left);
         }
-        if let Some(n) = symbols[b.left].next {
-            try_add(&symbols, &mut queue, b.left, n);
+        if let Some(n) = symbols[left].next {
+            try_add(&symbols, &mut queue, left, n);
         }
     }
 
