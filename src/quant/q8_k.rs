@@ -176,6 +176,32 @@ mod tests {
     }
 
     #[test]
+    fn q8k_dot_equals_dot_of_dequantized_rows() {
+        let x: Vec<f32> = (0..2 * QK_K)
+            .map(|i| (i as f32 * 0.7).sin() * 4.0)
+            .collect();
+        let y: Vec<f32> = (0..2 * QK_K)
+            .map(|i| (i as f32 * 0.3).cos() - 0.25)
+            .collect();
+        let (mut qx, mut qy) = (vec![0u8; 2 * 292], vec![0u8; 2 * 292]);
+        quantize_row(&x, &mut qx);
+        quantize_row(&y, &mut qy);
+        let (mut dx, mut dy) = (vec![0.0; 2 * QK_K], vec![0.0; 2 * QK_K]);
+        dequantize_row(&qx, &mut dx);
+        dequantize_row(&qy, &mut dy);
+        let exact: f64 = dx
+            .iter()
+            .zip(&dy)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        let got = f64::from(vec_dot(2 * QK_K, &qx, &qy));
+        assert!(
+            (got - exact).abs() <= 1e-5 * exact.abs(),
+            "{got} vs {exact}"
+        );
+    }
+
+    #[test]
     fn zero_block_is_all_zero() {
         let mut bytes = vec![0xAAu8; 292];
         quantize_row(&[0.0; QK_K], &mut bytes);
