@@ -2,6 +2,7 @@
 //! query heads (GQA) and an optional sliding window. Keys and values come as f32 slices laid out
 //! `[position][kv_head][dim]`; this module neither owns nor appends to the cache.
 
+use half::f16;
 use rayon::prelude::*;
 
 use super::ops::softmax_inplace;
@@ -44,13 +45,14 @@ pub fn attention(
     let group = p.n_head / p.n_head_kv;
     pool.install(|| {
         out.par_chunks_mut(hdv).enumerate().for_each_init(
-            Vec::new,
-            |scores: &mut Vec<f32>, (i, o)| {
+            || (Vec::new(), Vec::new()),
+            |(scores, qh): &mut (Vec<f32>, Vec<f32>), (i, o)| {
                 let (t, h) = (i / p.n_head, i % p.n_head);
                 let kvh = h / group;
                 let pos = pos0 + t;
                 let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let qh = &q[i * hd..(i + 1) * hd];
+                qh.clear();
+                qh.extend(q[i * hd..(i + 1) * hd].iter().map(|&x| round_f16(x)));
                 scores.clear();
                 scores.extend((start..=pos).map(|j| {
                     let kj = &keys[j * k_stride + kvh * hd..][..hd];
@@ -59,11 +61,15 @@ pub fn attention(
                 softmax_inplace(scores);
                 o.fill(0.0);
                 for (j, &s) in (start..=pos).zip(scores.iter()) {
-                    axpy(o, s, &values[j * v_stride + kvh * hdv..][..hdv]);
+                    axpy(o, round_f16(s), &values[j * v_stride + kvh * hdv..][..hdv]);
                 }
             },
         );
     });
+}
+
+fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
 }
 
 /// f32 dot product in eight independent lanes, which the compiler turns into SIMD.

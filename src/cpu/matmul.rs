@@ -1,22 +1,24 @@
 //! Matrix products with a quantized weight matrix: `y = x W^T` for a batch of activation rows, as
 //! ggml's `mul_mat` does it on the CPU: every activation row is quantized once into the weight
 //! type's `vec_dot_type` (Q8_K for k-quants, Q8_0/Q8_1 for legacy quants, the float type itself
-//! for float weights), then each output is one `vec_dot` of a weight row with an activation row.
+//! for float weights; see `act_quant` for why Q8_0/Q8_1 use ggml-cpu's own quantizer), then each
+//! output is one `vec_dot` of a weight row with an activation row.
 //! Output rows are split over the pool in tiles, and a tile of weight rows is reused for every
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
 use rayon::prelude::*;
 
+use super::act_quant::activation_quantizer;
 use super::Pool;
-use crate::quant::{self, GgmlType, QuantError, TypeKernels};
+use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
 
 /// A 2-D weight matrix viewed in place: `n_rows` rows of `n_cols` elements of one ggml type.
 #[derive(Clone, Copy)]
 pub struct QMatrix<'a> {
     data: &'a [u8],
     kernels: &'static TypeKernels,
-    /// Kernels of `kernels.vec_dot_type`, whose `from_f32` quantizes activations.
-    act: &'static TypeKernels,
+    /// Quantizes activation rows into `kernels.vec_dot_type`, as ggml-cpu does.
+    quantize_act: FromF32Fn,
     n_cols: usize,
     n_rows: usize,
     row_bytes: usize,
@@ -47,6 +49,7 @@ impl<'a> QMatrix<'a> {
     ) -> Result<QMatrix<'a>, MatrixError> {
         let kernels = quant::kernels(ty)?;
         let act = quant::kernels(kernels.vec_dot_type)?;
+        let quantize_act = activation_quantizer(kernels, act);
         let row_bytes = quant::row_bytes(ty, n_cols)?;
         let act_row_bytes = quant::row_bytes(kernels.vec_dot_type, n_cols)?;
         let expected = row_bytes.checked_mul(n_rows);
@@ -62,7 +65,7 @@ impl<'a> QMatrix<'a> {
         Ok(QMatrix {
             data,
             kernels,
-            act,
+            quantize_act,
             n_cols,
             n_rows,
             row_bytes,
@@ -119,7 +122,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     let arb = w.act_row_bytes;
     act.clear();
     act.resize(n_tok * arb, 0);
-    let from_f32 = w.act.from_f32;
+    let from_f32 = w.quantize_act;
     let vec_dot = w.kernels.vec_dot;
     pool.install(|| {
         act.par_chunks_mut(arb)

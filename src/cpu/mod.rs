@@ -2,6 +2,7 @@
 //! KV cache (`attention`) and the f32 element-wise ops (`ops`). Work is split over a rayon pool
 //! owned by the caller; nothing here reads files or knows tensor names.
 
+pub mod act_quant;
 pub mod attention;
 pub mod matmul;
 pub mod ops;

@@ -147,6 +147,14 @@ fn rope_table(
     }
 }
 
+/// Receives intermediate tensors of a forward pass: `(name, layer, rows)`, with llama.cpp's graph
+/// names (`attn_norm`, `Qcur_normed`, `Kcur_normed`, `Vcur`, `Qcur`, `Kcur` (after RoPE), `kqv_out`,
+/// `attn_out`, `attn_post_norm`, `sa_out`, `ffn_norm`, `ffn_geglu`/`ffn_swiglu` (act(gate) * up),
+/// `ffn_out`,
+/// `ffn_post_norm`, `l_out`, `result_norm`), `n_tokens` rows each, so that a run can be
+/// compared op by op with llama.cpp's eval callback.
+pub type Trace<'t> = &'t mut dyn FnMut(&str, usize, &[f32]);
+
 impl Model<'_> {
     /// Run `tokens` at positions `st.len()..`; returns logits for the last token (`n_vocab`) or,
     /// with `all_logits`, for every token (`tokens.len() * n_vocab`, row-major).
@@ -155,6 +163,17 @@ impl Model<'_> {
         st: &'s mut State,
         tokens: &[u32],
         all_logits: bool,
+    ) -> Result<&'s [f32], ModelError> {
+        self.forward_traced(st, tokens, all_logits, &mut |_, _, _| {})
+    }
+
+    /// [`Model::forward`], reporting intermediate tensors to `trace` (see [`Trace`]).
+    pub fn forward_traced<'s>(
+        &self,
+        st: &'s mut State,
+        tokens: &[u32],
+        all_logits: bool,
+        trace: Trace<'_>,
     ) -> Result<&'s [f32], ModelError> {
         let hp = &self.hp;
         if tokens.is_empty() {
@@ -186,11 +205,11 @@ impl Model<'_> {
             let last = ci + 1 == n_chunks;
             if all_logits {
                 let rows = &mut logits[ci * MAX_BATCH * hp.n_vocab..][..chunk.len() * hp.n_vocab];
-                self.forward_batch(st, chunk, Some(rows), true);
+                self.forward_batch(st, chunk, Some(rows), true, trace);
             } else if last {
-                self.forward_batch(st, chunk, Some(&mut logits[..]), false);
+                self.forward_batch(st, chunk, Some(&mut logits[..]), false, trace);
             } else {
-                self.forward_batch(st, chunk, None, false);
+                self.forward_batch(st, chunk, None, false, trace);
             }
         }
         st.logits = logits;
@@ -199,7 +218,14 @@ impl Model<'_> {
 
     /// One batch through every layer. `logits`: where to write the logits of every token
     /// (`all`) or of the last one, or `None` to skip the output head (a non-final prefill chunk).
-    fn forward_batch(&self, st: &mut State, tokens: &[u32], logits: Option<&mut [f32]>, all: bool) {
+    fn forward_batch(
+        &self,
+        st: &mut State,
+        tokens: &[u32],
+        logits: Option<&mut [f32]>,
+        all: bool,
+        trace: Trace<'_>,
+    ) {
         let hp = &self.hp;
         let w = &self.weights;
         let pool = &self.pool;
@@ -250,6 +276,7 @@ impl Model<'_> {
         for (il, lw) in w.layers.iter().enumerate() {
             let swa = hp.is_swa(il);
             norm_rows(x, &lw.attn_norm, eps, xn);
+            trace("attn_norm", il, xn);
             linear(pool, &lw.wq, xn, n, q, act);
             linear(pool, &lw.wk, xn, n, k, act);
             linear(pool, &lw.wv, xn, n, v, act);
@@ -257,6 +284,9 @@ impl Model<'_> {
                 norm_rows_inplace(q, qn, eps);
                 norm_rows_inplace(k, kn, eps);
             }
+            trace("Qcur_normed", il, q);
+            trace("Kcur_normed", il, k);
+            trace("Vcur", il, v);
             let table = if swa { &st.rope_swa } else { &st.rope_global };
             for t in 0..n {
                 let cs = &table[t * hp.n_rot..(t + 1) * hp.n_rot];
@@ -275,6 +305,8 @@ impl Model<'_> {
                     cs,
                 );
             }
+            trace("Qcur", il, q);
+            trace("Kcur", il, k);
             let cache = st.kv.layer_mut(il);
             cache.append(k, v);
             let params = AttnParams {
@@ -295,13 +327,19 @@ impl Model<'_> {
                 n,
                 attn,
             );
+            trace("kqv_out", il, attn);
             linear(pool, &lw.wo, attn, n, proj, act);
+            trace("attn_out", il, proj);
             if let Some(pn) = &lw.attn_post_norm {
                 norm_rows_inplace(proj, pn, eps);
+                trace("attn_post_norm", il, proj);
             }
             ops::add_inplace(x, proj);
+            // llama.cpp names the stream after the attention residual by its graph's use of it.
+            trace(if hp.post_norms { "sa_out" } else { "ffn_inp" }, il, x);
 
             norm_rows(x, &lw.ffn_norm, eps, xn);
+            trace("ffn_norm", il, xn);
             linear(pool, &lw.ffn_gate, xn, n, gate, act);
             linear(pool, &lw.ffn_up, xn, n, up, act);
             for (g, u) in gate.chunks_exact_mut(hp.n_ff).zip(up.chunks_exact(hp.n_ff)) {
@@ -310,11 +348,19 @@ impl Model<'_> {
                     Activation::GeluTanh => gated(g, u, ops::geglu),
                 }
             }
+            let act_name = match hp.activation {
+                Activation::Silu => "ffn_swiglu",
+                Activation::GeluTanh => "ffn_geglu",
+            };
+            trace(act_name, il, gate);
             linear(pool, &lw.ffn_down, gate, n, proj, act);
+            trace("ffn_out", il, proj);
             if let Some(pn) = &lw.ffn_post_norm {
                 norm_rows_inplace(proj, pn, eps);
+                trace("ffn_post_norm", il, proj);
             }
             ops::add_inplace(x, proj);
+            trace("l_out", il, x);
         }
 
         let Some(logits) = logits else { return };
@@ -323,6 +369,7 @@ impl Model<'_> {
         let xs = &x[rows.start * e..rows.end * e];
         let xn = &mut xn[..n_rows * e];
         norm_rows(xs, &w.output_norm, eps, xn);
+        trace("result_norm", hp.n_layer, xn);
         linear(pool, &w.output, xn, n_rows, logits, act);
         if let Some(cap) = hp.final_logit_softcap {
             ops::softcap_inplace(logits, cap);

@@ -1,6 +1,10 @@
 //! The key/value cache: per layer, a buffer for `n_ctx` positions allocated once, filled in order.
-//! Keys and values are kept in f32 as `[position][kv_head][dim]`. Sliding-window layers keep every
-//! position too (the window is applied when attending), so `truncate` can roll any layer back.
+//! Keys and values are laid out `[position][kv_head][dim]` and rounded to f16 precision on the way
+//! in, which is what llama.cpp's default f16 cache stores; they are kept as f32 so that attention
+//! reads them without conversion. Sliding-window layers keep every position too (the window is
+//! applied when attending), so `truncate` can roll any layer back.
+
+use half::f16;
 
 /// Keys and values of one layer.
 pub struct LayerCache {
@@ -20,8 +24,12 @@ impl LayerCache {
             "kv row widths"
         );
         let (k0, v0) = (self.len * self.k_width, self.len * self.v_width);
-        self.k[k0..k0 + k.len()].copy_from_slice(k);
-        self.v[v0..v0 + v.len()].copy_from_slice(v);
+        for (d, &s) in self.k[k0..k0 + k.len()].iter_mut().zip(k) {
+            *d = f16::from_f32(s).to_f32();
+        }
+        for (d, &s) in self.v[v0..v0 + v.len()].iter_mut().zip(v) {
+            *d = f16::from_f32(s).to_f32();
+        }
         self.len += n;
     }
 

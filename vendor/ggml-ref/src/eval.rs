@@ -139,6 +139,8 @@ pub struct ContextParams {
     pub n_threads: i32,
     /// Use ggml's flash-attention kernel (llama.cpp's default on CPU is "auto", i.e. on).
     pub flash_attn: bool,
+    /// Keep the KV cache in f32 instead of llama.cpp's default f16.
+    pub kv_f32: bool,
 }
 
 impl Default for ContextParams {
@@ -148,7 +150,38 @@ impl Default for ContextParams {
             n_batch: 1024,
             n_threads: 2,
             flash_attn: false,
+            kv_f32: false,
         }
+    }
+}
+
+/// Intermediate tensors recorded during `llama_decode` through ggml's eval callback.
+#[derive(Default)]
+struct Capture {
+    /// Tensor names to record (ggml names such as `attn_norm-0`, `l_out-17`, `result_norm`).
+    names: Vec<String>,
+    got: Vec<(String, Vec<f32>)>,
+}
+
+unsafe extern "C" fn capture_cb(t: *mut sys::ggml_tensor, ask: bool, user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `Capture` boxed in the `LlamaContext` that registered this callback,
+    // which outlives every decode; ggml calls back on the decoding thread only. `t` is a live
+    // tensor of the graph being computed, its name a NUL-terminated string inside it.
+    unsafe {
+        let cap = &mut *(user as *mut Capture);
+        let name = std::ffi::CStr::from_ptr(sys::ggml_get_name(t))
+            .to_string_lossy()
+            .into_owned();
+        if ask {
+            return cap.names.iter().any(|n| *n == name);
+        }
+        if (*t).type_ == sys::GGML_TYPE_F32 && sys::ggml_is_contiguous(t) {
+            let n = sys::ggml_nelements(t).max(0) as usize;
+            let mut v = vec![0.0f32; n];
+            sys::ggml_backend_tensor_get(t, v.as_mut_ptr().cast(), 0, n * 4);
+            cap.got.push((name, v));
+        }
+        true
     }
 }
 
@@ -162,10 +195,42 @@ pub struct LlamaContext<'m> {
     n_vocab: usize,
     /// Rows of the last decode that have logits, in batch order.
     n_outputs: usize,
+    /// Boxed so the pointer handed to ggml's callback stays put when the context moves.
+    capture: Option<Box<Capture>>,
 }
 
 impl<'m> LlamaContext<'m> {
     pub fn new(model: &'m LlamaModel, p: ContextParams) -> Result<LlamaContext<'m>, EvalError> {
+        Self::build(model, p, None)
+    }
+
+    /// A context that records the named intermediate tensors (f32, contiguous) of every decode,
+    /// for locating where two implementations part ways; see [`LlamaContext::take_captured`].
+    pub fn with_capture(
+        model: &'m LlamaModel,
+        p: ContextParams,
+        names: &[&str],
+    ) -> Result<LlamaContext<'m>, EvalError> {
+        let cap = Capture {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            got: Vec::new(),
+        };
+        Self::build(model, p, Some(Box::new(cap)))
+    }
+
+    /// The tensors recorded since the last call, in computation order.
+    pub fn take_captured(&mut self) -> Vec<(String, Vec<f32>)> {
+        self.capture
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.got))
+            .unwrap_or_default()
+    }
+
+    fn build(
+        model: &'m LlamaModel,
+        p: ContextParams,
+        mut capture: Option<Box<Capture>>,
+    ) -> Result<LlamaContext<'m>, EvalError> {
         // SAFETY: default params are a plain struct that we adjust field by field.
         let mut cp = unsafe { sys::llama_context_default_params() };
         cp.n_ctx = p.n_ctx;
@@ -178,7 +243,15 @@ impl<'m> LlamaContext<'m> {
         } else {
             sys::LLAMA_FLASH_ATTN_TYPE_DISABLED
         };
+        if p.kv_f32 {
+            cp.type_k = sys::GGML_TYPE_F32;
+            cp.type_v = sys::GGML_TYPE_F32;
+        }
         cp.no_perf = true;
+        if let Some(c) = capture.as_mut() {
+            cp.cb_eval = Some(capture_cb);
+            cp.cb_eval_user_data = (&mut **c as *mut Capture).cast();
+        }
         // SAFETY: `model.ptr` is a live model that outlives the context (borrow `'m`).
         let ctx = unsafe { sys::llama_init_from_model(model.ptr, cp) };
         if ctx.is_null() {
@@ -192,6 +265,7 @@ impl<'m> LlamaContext<'m> {
             n_past: 0,
             n_vocab: model.n_vocab(),
             n_outputs: 0,
+            capture,
         })
     }
 
