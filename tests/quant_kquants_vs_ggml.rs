@@ -371,6 +371,13 @@ fn simd_kernels_match_scalar() {
                 "{ty}: no SIMD vec_dot"
             );
         }
+        for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+            let (best, scalar) = (kernels(ty).unwrap(), scalar_kernels(ty).unwrap());
+            assert_ne!(
+                best.to_f32 as usize, scalar.to_f32 as usize,
+                "{ty}: no SIMD dequantizer"
+            );
+        }
         let (best, scalar) = (
             kernels(GgmlType::Q8_K).unwrap(),
             scalar_kernels(GgmlType::Q8_K).unwrap(),
@@ -386,6 +393,13 @@ fn simd_kernels_match_scalar() {
     for &(ty, _, size, f16_at) in WEIGHT_TYPES {
         let (best, scalar) = (kernels(ty).unwrap(), scalar_kernels(ty).unwrap());
         for nb in [1, 2, 5, 16] {
+            // Dequantizers (also checked against ggml in dequantize_is_bit_identical_to_ggml).
+            let w = random_weights(&mut rng, size, f16_at, nb);
+            let (mut s, mut b) = (vec![0.0f32; nb * QK_K], vec![1.0f32; nb * QK_K]);
+            (scalar.to_f32)(&w, &mut s);
+            (best.to_f32)(&w, &mut b);
+            let same = s.iter().zip(&b).all(|(&p, &q)| same_bits(p, q));
+            assert!(same, "{ty} x{nb}: SIMD dequantization differs from scalar");
             for _ in 0..4 {
                 let w = random_weights(&mut rng, size, f16_at, nb);
                 let a = random_q8k(&mut rng, nb);

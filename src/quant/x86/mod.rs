@@ -79,9 +79,18 @@ pub(in crate::quant) fn specialise(k: &mut TypeKernels) {
         // k-quants: add their lines here.
         GgmlType::Q2_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q2_k),
         GgmlType::Q3_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q3_k),
-        GgmlType::Q4_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q4_k),
-        GgmlType::Q5_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q5_k),
-        GgmlType::Q6_K => k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q6_k),
+        GgmlType::Q4_K => {
+            k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q4_k);
+            k.to_f32 = to_f32!(avx2::kquants::dequantize_row_q4_k);
+        }
+        GgmlType::Q5_K => {
+            k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q5_k);
+            k.to_f32 = to_f32!(avx2::kquants::dequantize_row_q5_k);
+        }
+        GgmlType::Q6_K => {
+            k.vec_dot = vec_dot!(avx2::kquants::vec_dot_q6_k);
+            k.to_f32 = to_f32!(avx2::kquants::dequantize_row_q6_k);
+        }
         GgmlType::Q8_K => k.from_f32 = from_f32!(avx2::kquants::quantize_row_q8_k),
         _ => {}
     }

@@ -5,6 +5,8 @@
 //! takes the scalar kernel's per-block float step (`q*_k::accumulate`), so the result is
 //! bit-identical to the scalar reference, not just close. The Q8_K quantizer rounds with ggml's
 //! `nearest_int` trick lane by lane and is byte-identical to the reference on finite input.
+//! The dequantizers do the scalar code's multiply and subtract (no FMA), so their floats are
+//! bit-identical too.
 //!
 //! # Safety
 //! Every `pub unsafe fn` here requires a CPU with avx2, fma and f16c
@@ -13,6 +15,7 @@
 use std::arch::x86_64::*;
 
 use super::load_i8x32;
+use crate::quant::f16::le_fp16_to_f32;
 use crate::quant::q2_k::{self, BlockQ2K};
 use crate::quant::q3_k::{self, BlockQ3K};
 use crate::quant::q4_k::{self, BlockQ4K};
@@ -394,5 +397,160 @@ pub unsafe fn quantize_row_q8_k(x: &[f32], bytes: &mut [u8]) {
             *s = (sum as i16).to_le_bytes();
         }
         b.d = (1.0 / iscale).to_le_bytes();
+    }
+}
+
+/// Writes `d·q - m` for the 16 bytes `q` (unsigned, or signed when `signed`) to `y[..16]`, a
+/// multiply then a subtract per lane exactly as the scalar dequantizers round.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store16(y: &mut [f32], q: __m128i, signed: bool, d: f32, m: f32) {
+    assert!(y.len() >= 16);
+    let (dv, mv) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+    for (half, bytes) in [q, _mm_srli_si128(q, 8)].into_iter().enumerate() {
+        let wide = if signed {
+            _mm256_cvtepi8_epi32(bytes)
+        } else {
+            _mm256_cvtepu8_epi32(bytes)
+        };
+        let v = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(wide)), mv);
+        // SAFETY: y[8·half..8·half + 8] is inside y (len ≥ 16, checked above); storeu has no
+        // alignment requirement.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(8 * half), v) };
+    }
+}
+
+/// Low and high 128-bit halves of `v`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn halves(v: __m256i) -> [__m128i; 2] {
+    [_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)]
+}
+
+/// Dequantizes whole Q4_K blocks; bit-identical to `q4_k::dequantize_row`.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dequantize_row_q4_k(bytes: &[u8], y: &mut [f32]) {
+    check_row(
+        y.len(),
+        bytes.len(),
+        std::mem::size_of::<BlockQ4K>(),
+        "Q4_K",
+    );
+    let m4 = _mm256_set1_epi8(0x0F);
+    for (b, y) in as_blocks::<BlockQ4K>(bytes)
+        .iter()
+        .zip(y.chunks_exact_mut(QK_K))
+    {
+        let (d, min) = (le_fp16_to_f32(b.d), le_fp16_to_f32(b.dmin));
+        let (sc, m) = scales_mins_k4(&b.scales);
+        for (k, y) in y.chunks_exact_mut(64).enumerate() {
+            let bits = load_u8x32(&b.qs[32 * k..]);
+            let lo = _mm256_and_si256(bits, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            for (j, q) in [lo, hi].into_iter().enumerate() {
+                let (dj, mj) = (d * f32::from(sc[2 * k + j]), min * f32::from(m[2 * k + j]));
+                for (i, part) in halves(q).into_iter().enumerate() {
+                    store16(&mut y[32 * j + 16 * i..], part, false, dj, mj);
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizes whole Q5_K blocks; bit-identical to `q5_k::dequantize_row`.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dequantize_row_q5_k(bytes: &[u8], y: &mut [f32]) {
+    check_row(
+        y.len(),
+        bytes.len(),
+        std::mem::size_of::<BlockQ5K>(),
+        "Q5_K",
+    );
+    let m4 = _mm256_set1_epi8(0x0F);
+    let sixteen = _mm256_set1_epi8(16);
+    for (b, y) in as_blocks::<BlockQ5K>(bytes)
+        .iter()
+        .zip(y.chunks_exact_mut(QK_K))
+    {
+        let (d, min) = (le_fp16_to_f32(b.d), le_fp16_to_f32(b.dmin));
+        let (sc, m) = scales_mins_k4(&b.scales);
+        let hbits = load_u8x32(&b.qh);
+        for (k, y) in y.chunks_exact_mut(64).enumerate() {
+            let bits = load_u8x32(&b.qs[32 * k..]);
+            let high = |bit: i8| {
+                let b = _mm256_set1_epi8(bit);
+                _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b), b), sixteen)
+            };
+            let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), high(1 << (2 * k)));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                high(2 << (2 * k)),
+            );
+            for (j, q) in [lo, hi].into_iter().enumerate() {
+                let (dj, mj) = (d * f32::from(sc[2 * k + j]), min * f32::from(m[2 * k + j]));
+                for (i, part) in halves(q).into_iter().enumerate() {
+                    store16(&mut y[32 * j + 16 * i..], part, false, dj, mj);
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizes whole Q6_K blocks; bit-identical to `q6_k::dequantize_row` (`(d·sc)·q`, and
+/// subtracting 0.0 changes no value).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dequantize_row_q6_k(bytes: &[u8], y: &mut [f32]) {
+    check_row(
+        y.len(),
+        bytes.len(),
+        std::mem::size_of::<BlockQ6K>(),
+        "Q6_K",
+    );
+    let m15 = _mm256_set1_epi8(15);
+    let m32 = _mm256_set1_epi8(32);
+    for (b, y) in as_blocks::<BlockQ6K>(bytes)
+        .iter()
+        .zip(y.chunks_exact_mut(QK_K))
+    {
+        let d = le_fp16_to_f32(b.d);
+        for (h, y) in y.chunks_exact_mut(128).enumerate() {
+            let ql1 = load_u8x32(&b.ql[64 * h..]);
+            let ql2 = load_u8x32(&b.ql[64 * h + 32..]);
+            let qh = load_u8x32(&b.qh[32 * h..]);
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, m15),
+                    _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(3)), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql2, m15),
+                    _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m15),
+                    _mm256_and_si256(qh, _mm256_set1_epi8(48)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m15),
+                    _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
+                ),
+            ];
+            for (k, &q) in q.iter().enumerate() {
+                let q = _mm256_sub_epi8(q, m32);
+                for (i, part) in halves(q).into_iter().enumerate() {
+                    let ds = d * f32::from(b.scales[8 * h + 2 * k + i]);
+                    store16(&mut y[32 * k + 16 * i..], part, true, ds, 0.0);
+                }
+            }
+        }
     }
 }
