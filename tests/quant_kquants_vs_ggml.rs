@@ -359,7 +359,7 @@ fn vec_dot_matches_ggml_and_f32() {
 #[test]
 fn simd_kernels_match_scalar() {
     #[cfg(target_arch = "x86_64")]
-    let simd = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let simd = infer::quant::x86::avx2_available();
     #[cfg(not(target_arch = "x86_64"))]
     let simd = false;
     if simd {
@@ -387,7 +387,9 @@ fn simd_kernels_match_scalar() {
             "Q8_K: no SIMD quantizer"
         );
     } else {
-        eprintln!("no AVX2+FMA on this CPU: the best table is the scalar one, nothing to compare");
+        eprintln!(
+            "no AVX2+FMA+F16C on this CPU: the best table is the scalar one, nothing to compare"
+        );
     }
     let mut rng = Rng(0x5EED_0004);
     for &(ty, _, size, f16_at) in WEIGHT_TYPES {
