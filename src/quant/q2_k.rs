@@ -2,6 +2,8 @@
 //! `x = d·sc·q - dmin·m`. Layout: ggml-common.h `block_q2_K` — `scales[j]` holds the scale of
 //! sub-block `j` in its low and the min in its high nibble; per half (128 elements) 32 bytes of
 //! quants where bits `2s..2s+2` of byte `i` hold element `32s + i`.
+//!
+//! Scalar code only; the AVX2 twin of `vec_dot` lives in `x86/avx2/kquants.rs`.
 
 use std::mem::{align_of, size_of};
 

@@ -3,6 +3,8 @@
 //! (bit `k` of byte `i` for element `32k+i`), `qs` the low two bits (as Q2_K), and the 16 scales
 //! are 4 low bits in bytes 0..8 plus 2 high bits in bytes 8..12. Also holds ggml's
 //! `make_q3_quants`.
+//!
+//! Scalar code only; the AVX2 twin of `vec_dot` lives in `x86/avx2/kquants.rs`.
 
 use std::mem::{align_of, size_of};
 

@@ -3,7 +3,7 @@
 //! `block_q4_K`). Also holds what Q5_K and Q2_K share with it: the 12-byte scale packing and
 //! ggml's `make_qkx2_quants` search for a scale and min.
 //!
-//! Scalar code only; the AVX2 twin of `vec_dot` lives in `x86/`.
+//! Scalar code only; the AVX2 twins (`vec_dot`, `dequantize_row`) live in `x86/avx2/kquants.rs`.
 
 use std::mem::{align_of, size_of};
 

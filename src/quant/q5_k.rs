@@ -2,7 +2,7 @@
 //! byte `i` is the high bit of element `i` of sub-block `2k`/`2k+1`). `x = d·sc·q - dmin·m`.
 //! Layout: ggml-common.h `block_q5_K`.
 //!
-//! Scalar code only; the AVX2 twin of `vec_dot` lives in `x86/`.
+//! Scalar code only; the AVX2 twins (`vec_dot`, `dequantize_row`) live in `x86/avx2/kquants.rs`.
 
 use std::mem::{align_of, size_of};
 

@@ -4,7 +4,7 @@
 //! high bit pairs (`qh[l]` bits 0-1, 2-3, 4-5, 6-7 for elements `l`, `l+32`, `l+64`, `l+96`).
 //! Also holds ggml's `make_qx_quants` scale search.
 //!
-//! Scalar code only; the AVX2 twin of `vec_dot` lives in `x86/`.
+//! Scalar code only; the AVX2 twins (`vec_dot`, `dequantize_row`) live in `x86/avx2/kquants.rs`.
 
 use std::mem::{align_of, size_of};
 
