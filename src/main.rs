@@ -1,15 +1,36 @@
 //! The `infer` command line: parse arguments, call a subcommand, map errors to exit codes
-//! (0 ok, 1 error, 2 usage).
+//! (0 ok, 1 error, 2 usage, 130 interrupted).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "infer", version, about = "Run GGUF language models on CPUs and GPUs")]
+#[command(
+    name = "infer",
+    version,
+    about = "Run GGUF language models on CPUs and GPUs",
+    after_help = EXAMPLES
+)]
 struct Cli {
+    /// Colour terminal output: auto (only on a terminal, and not when NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = infer::ui::ColorChoice::Auto)]
+    color: infer::ui::ColorChoice,
+    /// No progress bars, timings or notes on stderr (errors and warnings still appear).
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
+
+const EXAMPLES: &str = "Examples:
+  scripts/fetch-model.sh                         # download the default model (Gemma 3 270M)
+  infer run -p 'The capital of France is' -n 16  # complete a prompt with the default model
+  infer chat                                     # talk to it; /help inside lists the commands
+  infer batch -n 32 < prompts.txt > out.jsonl    # many prompts, one JSON line each
+  infer info model.gguf                          # what a GGUF file holds
+
+Without MODEL, infer uses $INFER_MODEL, else models/gemma-3-270m-q4_k_m.gguf.
+Exit codes: 0 ok, 1 error, 2 usage, 130 interrupted.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -21,18 +42,28 @@ enum Command {
     Perplexity(infer::cli::perplexity::Args),
     /// Print the token ids (or pieces) the model's tokenizer gives a text, as llama-tokenize does.
     Tokenize(infer::cli::tokenize::Args),
+    /// Chat with a model in the terminal (streamed replies, history, /help for commands).
+    Chat(infer::cli::chat::Args),
+    /// Complete many prompts from stdin (lines or JSON Lines) with one model load; JSON Lines out.
+    Batch(infer::cli::batch::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(infer::cli::completions::Args),
     /// List the GPU adapters (backend, type, limits) that `--device gpu:N` can pick.
     Devices(infer::cli::devices::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    infer::ui::init(cli.color, cli.quiet);
     let result: anyhow::Result<()> = match cli.command {
         Command::Info(a) => infer::cli::info::run(a),
         Command::Run(a) => infer::cli::run::run(a),
         Command::Perplexity(a) => infer::cli::perplexity::run(a),
         Command::Tokenize(a) => infer::cli::tokenize::run(a),
         Command::Devices(a) => infer::cli::devices::run(a),
+        Command::Chat(a) => infer::cli::chat::run(a),
+        Command::Batch(a) => infer::cli::batch::run(a),
+        Command::Completions(a) => infer::cli::completions::run(a, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,296 @@
+//! `infer batch [MODEL]`: many prompts, one model load. Reads stdin, one prompt per line: plain
+//! text, or a JSON object with `prompt` and optional `id`, `n_predict`, `temp` and `seed`.
+//! Writes one JSON object per prompt to stdout, in input order, as each finishes. A line that
+//! cannot be read or run gets an error record and the job goes on; the exit code is 1 when any
+//! line failed. Prompts that share a prefix with the one before reuse its KV cache.
+
+use super::chat::{context_size, resolve_model, seed_or_random, SamplingArgs};
+use super::common;
+use crate::chat::{ChatTemplate, Message, Role};
+use crate::engine::{per_second, Engine, GenOptions};
+use crate::sample::Sampler;
+use crate::ui::{self, progress};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const EXAMPLES: &str = "Examples:
+  printf 'The capital of France is\\nOnce upon a time\\n' | infer batch -n 16
+  infer batch model.gguf --temp 0 < prompts.txt > results.jsonl
+  echo '{\"id\": \"q1\", \"prompt\": \"2+2=\", \"n_predict\": 4, \"temp\": 0}' | infer batch
+  infer batch --chat --system 'Answer briefly.' < questions.txt
+
+Each output line is a JSON object: id, completion, tokens_prompt, tokens_cached,
+tokens_generated, end (eog|limit|stop|context), prompt_ms, generation_ms, tokens_per_second;
+or id, line and error for a line that failed.";
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// The GGUF model file [default: $INFER_MODEL, else models/gemma-3-270m-q4_k_m.gguf].
+    pub model: Option<PathBuf>,
+    /// Tokens to generate per prompt (a line's `n_predict` overrides); -1 = until end of
+    /// generation or the context is full.
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Context size in tokens [default: 4096, or the model's training context if smaller].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Compute threads [default: one per available core].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Stop a completion when it contains this string (not included); may be repeated.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Every line is a prompt, even one that starts with `{`.
+    #[arg(long)]
+    pub plain: bool,
+    /// Send each prompt as a user message through the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: a system message before each prompt.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// With --chat: the chat format (a built-in name or a Jinja file).
+    #[arg(long = "chat-template", value_name = "NAME|FILE", requires = "chat")]
+    pub chat_template: Option<String>,
+    /// Treat special-token spellings in prompts (e.g. `<start_of_turn>`) as plain text.
+    #[arg(long = "no-parse-special")]
+    pub no_parse_special: bool,
+}
+
+/// A JSON Lines input record. Unknown fields are refused, so a misspelt option is an error
+/// rather than silently ignored.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    prompt: String,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    n_predict: Option<i64>,
+    #[serde(default)]
+    temp: Option<f32>,
+    #[serde(default)]
+    seed: Option<i64>,
+}
+
+/// One job: the line number (1-based) and what it asked for, or why it could not be read.
+struct Job {
+    line_no: usize,
+    parsed: std::result::Result<Line, (Option<Value>, String)>,
+}
+
+fn parse_line(line_no: usize, text: &str, plain: bool) -> Job {
+    let t = text.trim_end_matches(['\r', '\n']);
+    let parsed = if !plain && t.trim_start().starts_with('{') {
+        match serde_json::from_str::<Line>(t) {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                // Keep the id of a record that is valid JSON but wrong in its fields.
+                let id = serde_json::from_str::<Value>(t)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned());
+                Err((id, format!("invalid JSON line: {e}")))
+            }
+        }
+    } else {
+        Ok(Line {
+            prompt: t.to_string(),
+            id: None,
+            n_predict: None,
+            temp: None,
+            seed: None,
+        })
+    };
+    Job { line_no, parsed }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let path = resolve_model(args.model.as_deref())?;
+    let mut jobs = Vec::new();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read line {} of stdin", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        jobs.push(parse_line(i + 1, &line, args.plain));
+    }
+
+    let loading = progress::spinner(&format!("loading {}", path.display()));
+    let gguf = common::open_model(&path)?;
+    let tok = common::load_tokenizer(&gguf)?;
+    let model = common::load_model(&gguf, args.threads)?;
+    let template = if args.chat {
+        Some(ChatTemplate::for_model(
+            &gguf,
+            &tok,
+            args.chat_template.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    loading.finish_and_clear();
+    let n_ctx = context_size(args.ctx_size, model.hparams().n_ctx_train)?;
+    let mut engine = Engine::new(&model, &tok, n_ctx)?;
+
+    let t0 = Instant::now();
+    let bar = progress::bar(jobs.len() as u64, "prompts");
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0usize;
+    let mut warned = false;
+    for job in &jobs {
+        let default_id = json!(job.line_no);
+        let record = match &job.parsed {
+            Err((id, why)) => Err((id.clone().unwrap_or(default_id), why.clone())),
+            Ok(l) => {
+                let id = l.id.clone().unwrap_or(default_id);
+                let tokens = match &template {
+                    Some(t) => {
+                        let mut msgs = Vec::new();
+                        if let Some(s) = &args.system {
+                            msgs.push(Message::new(Role::System, s.clone()));
+                        }
+                        msgs.push(Message::new(Role::User, l.prompt.clone()));
+                        let (tokens, warning) = t.tokens(&tok, &msgs, true);
+                        if let (Some(w), false) = (warning, warned) {
+                            ui::warn(&w);
+                            warned = true;
+                        }
+                        tokens
+                    }
+                    None => tok.encode(&l.prompt, true, !args.no_parse_special),
+                };
+                complete(&mut engine, &args, l, &tokens)
+                    .map(|v| with_id(id.clone(), v))
+                    .map_err(|e| (id, e))
+            }
+        };
+        let value = match record {
+            Ok(v) => v,
+            Err((id, why)) => {
+                failed += 1;
+                json!({ "id": id, "line": job.line_no, "error": why })
+            }
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    drop(out);
+    ui::note(&format!(
+        "{} prompts in {:.2} s, model loaded once ({} failed)",
+        jobs.len(),
+        t0.elapsed().as_secs_f64(),
+        failed
+    ));
+    if failed > 0 {
+        bail!(
+            "{failed} of {} prompts failed (see their error records)",
+            jobs.len()
+        );
+    }
+    Ok(())
+}
+
+fn with_id(id: Value, mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        // Keep `id` first in the printed object for people reading the output.
+        let mut m = serde_json::Map::new();
+        m.insert("id".into(), id);
+        m.append(o);
+        return Value::Object(m);
+    }
+    v
+}
+
+/// Runs one prompt; an error is returned as text for the error record.
+fn complete(
+    engine: &mut Engine,
+    args: &Args,
+    l: &Line,
+    tokens: &[u32],
+) -> std::result::Result<Value, String> {
+    let mut params = args.sampling.params();
+    if let Some(t) = l.temp {
+        params.temp = t;
+    }
+    if let Some(s) = l.seed {
+        params.seed = seed_or_random(s);
+    }
+    let n_predict = l.n_predict.unwrap_or(args.n_predict);
+    let opts = GenOptions {
+        n_predict: usize::try_from(n_predict).ok(),
+        stops: args.stop.clone(),
+    };
+    let mut sampler = Sampler::new(params);
+    let gen = engine
+        .generate(
+            tokens,
+            &mut sampler,
+            &opts,
+            None,
+            &mut |_, _| {},
+            &mut |_| Ok(()),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(json!({
+        "completion": gen.text,
+        "tokens_prompt": gen.n_prompt,
+        "tokens_cached": gen.n_prompt - gen.n_prefilled,
+        "tokens_generated": gen.n_generated(),
+        "end": gen.end.as_str(),
+        "prompt_ms": round2(gen.t_prompt.as_secs_f64() * 1e3),
+        "generation_ms": round2(gen.t_gen.as_secs_f64() * 1e3),
+        "tokens_per_second": round2(per_second(gen.n_generated(), gen.t_gen)),
+    }))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_line;
+
+    #[test]
+    fn lines_are_text_or_json() {
+        let j = parse_line(
+            3,
+            r#"{"prompt": "hi", "id": "a", "n_predict": 4, "temp": 0, "seed": 7}"#,
+            false,
+        );
+        let l = j.parsed.expect("valid");
+        assert_eq!(
+            (l.prompt.as_str(), l.n_predict, l.temp, l.seed),
+            ("hi", Some(4), Some(0.0), Some(7))
+        );
+        assert_eq!(l.id, Some(serde_json::json!("a")));
+
+        let p = parse_line(1, "plain text\r", false).parsed.expect("text");
+        assert_eq!(p.prompt, "plain text");
+
+        let (id, why) = parse_line(2, r#"{"prompt": "x", "id": 9, "tmep": 1}"#, false)
+            .parsed
+            .expect_err("unknown field");
+        assert_eq!(id, Some(serde_json::json!(9)));
+        assert!(why.contains("tmep"), "{why}");
+
+        assert!(parse_line(2, "{not json", false).parsed.is_err());
+        assert_eq!(
+            parse_line(2, "{not json", true)
+                .parsed
+                .expect("plain")
+                .prompt,
+            "{not json"
+        );
+    }
+}

@@ -1,0 +1,611 @@
+//! `infer chat [MODEL]`: talk to a chat model in a terminal.
+//!
+//! A REPL on rustyline with a history file, `"""` multi-line messages, streamed replies and
+//! slash commands. The conversation stays in the KV cache between turns: each turn renders the
+//! whole conversation with the chat template and the engine evaluates only the tokens after the
+//! part it already holds. Ctrl-C stops a reply between tokens and returns to the prompt.
+//!
+//! When stdin is not a terminal, each line is one message (slash commands work too); replies go
+//! to stdout one per line, without prompts or colours, and the command ends at end of input.
+
+use super::common;
+use crate::chat::{ChatTemplate, Message, Role};
+use crate::engine::{per_second, End, Engine, GenOptions, Generation};
+use crate::sample::{random_seed, Sampler, SamplerParams};
+use crate::ui::{self, progress, Style};
+use anyhow::{bail, Context, Result};
+use rustyline::error::ReadlineError;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Context size when `-c` is not given (or the model's training context, if smaller).
+const DEFAULT_CTX: usize = 4096;
+
+/// The file `scripts/fetch-model.sh` downloads, used when no model is named.
+pub const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+const EXAMPLES: &str = "Examples:
+  infer chat                                   # the default model (see MODEL)
+  infer chat model.gguf --system 'Answer in one sentence.'
+  infer chat model.gguf --temp 0 --chat-template chatml
+  printf 'Hi!\\nWhat is 2+2?\\n' | infer chat   # one message per line, replies on stdout
+
+In the chat, /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /bye leaves.";
+
+/// Sampling flags shared by `chat` and `batch` (llama.cpp's names and defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; <= 0 samples greedily (always the most likely token).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Keep the K most likely tokens; <= 0 keeps all.
+    #[arg(long = "top-k", default_value_t = 40, allow_negative_numbers = true)]
+    pub top_k: i32,
+    /// Nucleus sampling threshold; 1.0 disables.
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one; 0.0 disables.
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise the last 64 tokens (divide positive logits, multiply negative ones); 1.0 disables.
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// RNG seed; the same seed gives the same text. Negative = random.
+    #[arg(short = 's', long, default_value_t = -1, allow_negative_numbers = true)]
+    pub seed: i64,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> SamplerParams {
+        SamplerParams {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: seed_or_random(self.seed),
+            ..SamplerParams::default()
+        }
+    }
+}
+
+/// A non-negative seed as given, a negative one replaced by a random seed.
+pub fn seed_or_random(seed: i64) -> u64 {
+    u64::try_from(seed).unwrap_or_else(|_| random_seed())
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// The GGUF model file [default: $INFER_MODEL, else models/gemma-3-270m-q4_k_m.gguf].
+    pub model: Option<PathBuf>,
+    /// A system message that opens the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Chat format: a built-in name (gemma, llama3, chatml, mistral, mistral-v1/v3/v7...) or a
+    /// Jinja file [default: the model's template, else a built-in one that suits the model].
+    #[arg(long = "chat-template", value_name = "NAME|FILE")]
+    pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Most tokens per reply; -1 = until the model ends its turn or the context is full.
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Context size in tokens (the whole conversation must fit) [default: 4096, or the model's
+    /// training context if smaller].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Compute threads [default: one per available core].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Do not read or write the history file ($XDG_STATE_HOME/infer/history).
+    #[arg(long = "no-history")]
+    pub no_history: bool,
+    /// Print the chat template in use and timings after each reply to stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// The model to use: the one named, else `$INFER_MODEL`, else [`DEFAULT_MODEL`] under the
+/// current directory or under the repository the executable was built in.
+pub fn resolve_model(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(env) = std::env::var_os("INFER_MODEL").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(env));
+    }
+    let mut looked = Vec::new();
+    let here = PathBuf::from(DEFAULT_MODEL);
+    if here.is_file() {
+        return Ok(here);
+    }
+    looked.push(
+        std::env::current_dir()
+            .map(|d| d.join(DEFAULT_MODEL))
+            .unwrap_or(here),
+    );
+    // target/release/infer inside a checkout: the checkout's models/ folder.
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            let p = dir.join(DEFAULT_MODEL);
+            if p.is_file() {
+                return Ok(p);
+            }
+            if dir.join("Cargo.toml").is_file() {
+                looked.push(p);
+                break;
+            }
+        }
+    }
+    let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no model given and no default model found (looked for {}); name a GGUF file, set INFER_MODEL, or run scripts/fetch-model.sh in the infer repository to download {DEFAULT_MODEL}",
+        looked.join(", ")
+    )
+}
+
+/// `-c` or the default, checked.
+pub fn context_size(ctx: Option<usize>, n_ctx_train: usize) -> Result<usize> {
+    match ctx {
+        Some(0) => bail!("-c/--ctx-size must be at least 1"),
+        Some(c) => Ok(c),
+        None => Ok(DEFAULT_CTX.min(n_ctx_train.max(1))),
+    }
+}
+
+/// Raised by Ctrl-C while a reply is being generated; cleared before each reply.
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: Args) -> Result<()> {
+    let path = resolve_model(args.model.as_deref())?;
+    let interactive = std::io::stdin().is_terminal();
+    let loading = progress::spinner(&format!("loading {}", path.display()));
+    let gguf = common::open_model(&path)?;
+    let tok = common::load_tokenizer(&gguf)?;
+    let model = common::load_model(&gguf, args.threads)?;
+    let template = ChatTemplate::for_model(&gguf, &tok, args.chat_template.as_deref())?;
+    loading.finish_and_clear();
+    let n_ctx = context_size(args.ctx_size, model.hparams().n_ctx_train)?;
+    if args.verbose {
+        ui::note(&format!(
+            "model: {}, context {n_ctx} tokens, chat template: {}",
+            path.display(),
+            template.origin()
+        ));
+    }
+    let params = args.sampling.params();
+    let mut session = Session {
+        engine: Engine::new(&model, &tok, n_ctx)?,
+        template,
+        system: args.system.clone().filter(|s| !s.is_empty()),
+        messages: Vec::new(),
+        sampler: Sampler::new(params.clone()),
+        params,
+        n_predict: usize::try_from(args.n_predict).ok(),
+        last: None,
+        interactive,
+        verbose: args.verbose,
+        warned: false,
+    };
+    if interactive {
+        repl(&mut session, &args)
+    } else {
+        piped(&mut session)
+    }
+}
+
+/// One message per line from a pipe or file: no prompts, no colours, no line editor.
+fn piped(s: &mut Session) -> Result<()> {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line.context("cannot read stdin")?;
+        if s.handle(&line)? == Flow::Quit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn history_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(state.join("infer/history"))
+}
+
+fn repl(s: &mut Session, args: &Args) -> Result<()> {
+    let config = rustyline::Config::builder()
+        .auto_add_history(false)
+        .max_history_size(1000)
+        .context("line editor")?
+        .build();
+    let mut rl =
+        rustyline::DefaultEditor::with_config(config).context("cannot start the line editor")?;
+    let history = if args.no_history {
+        None
+    } else {
+        history_path()
+    };
+    if let Some(h) = &history {
+        // A missing history file is the normal first run.
+        let _ = rl.load_history(h);
+    }
+    // The terminal sends SIGINT only while the line editor is not reading (during a reply);
+    // then Ctrl-C raises the flag the generation loop checks between tokens.
+    ctrlc::set_handler(|| INTERRUPT.store(true, Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    let color = ui::color_stdout();
+    let prompt = ui::paint(color, Style::Bold, ">>> ");
+    let more = ui::paint(color, Style::Dim, "... ");
+    ui::note("Type a message, /help for commands, Ctrl-D or /bye to leave.");
+    let saved_err = Arc::new(AtomicBool::new(false));
+    loop {
+        let line = match rl.readline(&prompt) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("cannot read input"),
+        };
+        let text = match read_multiline(&line, || rl.readline(&more)) {
+            Ok(t) => t,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("cannot read input"),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let _ = rl.add_history_entry(text.as_str());
+        if let Some(h) = &history {
+            if let Err(e) = save_history(&mut rl, h) {
+                if !saved_err.swap(true, Ordering::Relaxed) {
+                    ui::warn(&format!("cannot save the history to {}: {e}", h.display()));
+                }
+            }
+        }
+        if s.handle(&text)? == Flow::Quit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn save_history(rl: &mut rustyline::DefaultEditor, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    rl.save_history(path)?;
+    Ok(())
+}
+
+/// A line starting with `"""` opens a block that ends at a line ending with `"""`; the block's
+/// lines, without the quotes, are one message.
+fn read_multiline(
+    first: &str,
+    mut next: impl FnMut() -> Result<String, ReadlineError>,
+) -> Result<String, ReadlineError> {
+    let Some(rest) = first.trim_start().strip_prefix("\"\"\"") else {
+        return Ok(first.to_string());
+    };
+    if let Some(done) = rest.trim_end().strip_suffix("\"\"\"") {
+        return Ok(done.to_string());
+    }
+    let mut lines = vec![rest.to_string()];
+    loop {
+        let l = next()?;
+        if let Some(done) = l.trim_end().strip_suffix("\"\"\"") {
+            lines.push(done.to_string());
+            break;
+        }
+        lines.push(l);
+    }
+    let text = lines.join("\n");
+    Ok(text.trim_matches('\n').to_string())
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Quit,
+}
+
+struct Session<'e, 'g> {
+    engine: Engine<'e, 'g>,
+    template: ChatTemplate,
+    system: Option<String>,
+    /// The conversation after the system message.
+    messages: Vec<Message>,
+    params: SamplerParams,
+    sampler: Sampler,
+    n_predict: Option<usize>,
+    last: Option<Generation>,
+    interactive: bool,
+    verbose: bool,
+    /// A template warning is shown once, not every turn.
+    warned: bool,
+}
+
+const HELP: &str = "Commands:
+  /help                 this list
+  /system [TEXT]        show or set the system message (applies to the whole conversation)
+  /set                  show the sampling settings
+  /set NAME VALUE       temp, top-k, top-p, min-p, repeat-penalty, seed, n (tokens per reply)
+  /clear                forget the conversation (the system message stays)
+  /regen                replace the last reply with a new one
+  /stats                timings of the last reply and how full the context is
+  /save FILE            write the conversation to FILE (JSON if it ends in .json)
+  /bye                  leave (Ctrl-D too)
+A line starting with \"\"\" starts a multi-line message that ends with \"\"\".
+Ctrl-C stops a reply.";
+
+impl Session<'_, '_> {
+    /// Something for the person at the terminal (stderr, so stdout holds only replies).
+    fn say(&self, text: &str) {
+        if self.interactive {
+            eprintln!("{}", ui::paint(ui::color_stderr(), Style::Dim, text));
+        } else if !ui::quiet() {
+            eprintln!("{text}");
+        }
+    }
+
+    fn handle(&mut self, line: &str) -> Result<Flow> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Ok(Flow::Go);
+        }
+        if let Some(cmd) = trimmed.strip_prefix('/') {
+            return self.command(cmd);
+        }
+        self.messages.push(Message::new(Role::User, line));
+        self.reply()?;
+        Ok(Flow::Go)
+    }
+
+    fn command(&mut self, cmd: &str) -> Result<Flow> {
+        let (name, arg) = match cmd.split_once(char::is_whitespace) {
+            Some((n, a)) => (n, a.trim()),
+            None => (cmd, ""),
+        };
+        match name {
+            "bye" | "exit" | "quit" => return Ok(Flow::Quit),
+            "help" | "?" => self.say(HELP),
+            "system" if arg.is_empty() => match &self.system {
+                Some(s) => self.say(&format!("system: {s}")),
+                None => self.say("no system message"),
+            },
+            "system" => {
+                self.system = Some(arg.to_string());
+                self.say("system message set");
+            }
+            "set" => self.set(arg),
+            "clear" => {
+                self.messages.clear();
+                self.say("conversation cleared");
+            }
+            "regen" => {
+                if self
+                    .messages
+                    .last()
+                    .is_some_and(|m| m.role == Role::Assistant)
+                {
+                    self.messages.pop();
+                }
+                if self.messages.last().is_some_and(|m| m.role == Role::User) {
+                    self.reply()?;
+                } else {
+                    self.say("nothing to regenerate: send a message first");
+                }
+            }
+            "stats" => self.stats(),
+            "save" if arg.is_empty() => self.say("usage: /save FILE"),
+            "save" => match self.save(Path::new(arg)) {
+                Ok(()) => self.say(&format!("saved to {arg}")),
+                Err(e) => self.say(&format!("cannot save to {arg}: {e:#}")),
+            },
+            _ => self.say(&format!(
+                "unknown command /{name}; /help lists the commands"
+            )),
+        }
+        Ok(Flow::Go)
+    }
+
+    fn set(&mut self, arg: &str) {
+        let mut it = arg.split_whitespace();
+        let (Some(name), Some(value)) = (it.next(), it.next()) else {
+            let p = &self.params;
+            let n = self
+                .n_predict
+                .map_or("-1 (no limit)".to_string(), |n| n.to_string());
+            self.say(&format!(
+                "temp {} top-k {} top-p {} min-p {} repeat-penalty {} seed {} n {n}",
+                p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.seed
+            ));
+            return;
+        };
+        let mut p = self.params.clone();
+        let ok = match name {
+            "temp" => value.parse().map(|v| p.temp = v).is_ok(),
+            "top-k" | "top_k" => value.parse().map(|v| p.top_k = v).is_ok(),
+            "top-p" | "top_p" => value.parse().map(|v| p.top_p = v).is_ok(),
+            "min-p" | "min_p" => value.parse().map(|v| p.min_p = v).is_ok(),
+            "repeat-penalty" | "repeat_penalty" => {
+                value.parse().map(|v| p.repeat_penalty = v).is_ok()
+            }
+            "seed" => value
+                .parse::<i64>()
+                .map(|v| p.seed = seed_or_random(v))
+                .is_ok(),
+            "n" | "n-predict" => match value.parse::<i64>() {
+                Ok(v) => {
+                    self.n_predict = usize::try_from(v).ok();
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => {
+                self.say(&format!(
+                    "unknown setting '{name}': temp, top-k, top-p, min-p, repeat-penalty, seed or n"
+                ));
+                return;
+            }
+        };
+        if !ok {
+            self.say(&format!("'{value}' is not a valid value for {name}"));
+            return;
+        }
+        if p != self.params {
+            // A new seed restarts the random sequence; other changes keep it going.
+            self.sampler = Sampler::new(p.clone());
+            self.params = p;
+        }
+        self.say(&format!("{name} = {value}"));
+    }
+
+    fn conversation(&self) -> Vec<Message> {
+        let mut all = Vec::with_capacity(self.messages.len() + 1);
+        if let Some(s) = &self.system {
+            all.push(Message::new(Role::System, s.clone()));
+        }
+        all.extend(self.messages.iter().cloned());
+        all
+    }
+
+    /// Answers the last (user) message, streaming the reply to stdout.
+    fn reply(&mut self) -> Result<()> {
+        let (tokens, warning) =
+            self.template
+                .tokens(self.engine.tokenizer(), &self.conversation(), true);
+        if let Some(w) = warning {
+            if !self.warned {
+                ui::warn(&w);
+                self.warned = true;
+            }
+        }
+        let n_ctx = self.engine.n_ctx();
+        if tokens.len() >= n_ctx {
+            self.messages.pop();
+            self.say(&format!(
+                "the conversation is {} tokens with this message, the context holds {n_ctx} (-c): /clear to start over",
+                tokens.len()
+            ));
+            return Ok(());
+        }
+        INTERRUPT.store(false, Ordering::Relaxed);
+        let mut bar = progress::PrefillProgress::new();
+        let mut out = std::io::stdout().lock();
+        let opts = GenOptions {
+            n_predict: self.n_predict,
+            stops: Vec::new(),
+        };
+        let gen = self.engine.generate(
+            &tokens,
+            &mut self.sampler,
+            &opts,
+            Some(&INTERRUPT),
+            &mut |d, t| bar.update(d, t),
+            &mut |text| {
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            },
+        )?;
+        writeln!(out)?;
+        out.flush()?;
+        drop(out);
+        match gen.end {
+            End::Interrupted => self.say("[stopped]"),
+            End::ContextFull => self.say(&format!(
+                "[the context is full ({n_ctx} tokens, -c): /clear to start over]"
+            )),
+            End::Limit => self.say(&format!(
+                "[reply cut at {} tokens: /set n to change]",
+                gen.n_generated()
+            )),
+            End::Eog | End::Stop => {}
+        }
+        self.messages
+            .push(Message::new(Role::Assistant, gen.text.clone()));
+        if self.verbose {
+            ui::note(&stats_line(&gen));
+        }
+        self.last = Some(gen);
+        Ok(())
+    }
+
+    fn stats(&self) {
+        let used = self.engine.cached().len();
+        let n_ctx = self.engine.n_ctx();
+        let mut s = format!(
+            "context: {used} of {n_ctx} tokens; chat template: {}",
+            self.template.origin()
+        );
+        if let Some(g) = &self.last {
+            s.push('\n');
+            s.push_str(&stats_line(g));
+        }
+        self.say(&s);
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let all = self.conversation();
+        let text = if path.extension().is_some_and(|e| e == "json") {
+            let v: Vec<_> = all
+                .iter()
+                .map(|m| serde_json::json!({ "role": m.role.as_str(), "content": m.content }))
+                .collect();
+            serde_json::to_string_pretty(&v)? + "\n"
+        } else {
+            all.iter()
+                .map(|m| format!("{}: {}\n\n", m.role.as_str(), m.content))
+                .collect()
+        };
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+}
+
+fn stats_line(g: &Generation) -> String {
+    format!(
+        "prompt: {} tokens ({} new) in {:.1} ms ({:.1} tokens/s); reply: {} tokens in {:.1} ms ({:.1} tokens/s), ended by {}",
+        g.n_prompt,
+        g.n_prefilled,
+        g.t_prompt.as_secs_f64() * 1e3,
+        per_second(g.n_prefilled, g.t_prompt),
+        g.n_generated(),
+        g.t_gen.as_secs_f64() * 1e3,
+        per_second(g.n_generated(), g.t_gen),
+        g.end.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_multiline;
+    use rustyline::error::ReadlineError;
+
+    fn lines(first: &str, rest: &[&str]) -> String {
+        let mut it = rest.iter();
+        read_multiline(first, || {
+            it.next().map(|s| s.to_string()).ok_or(ReadlineError::Eof)
+        })
+        .expect("complete block")
+    }
+
+    #[test]
+    fn triple_quotes_span_lines() {
+        assert_eq!(
+            lines("\"\"\"first", &["second", "third\"\"\""]),
+            "first\nsecond\nthird"
+        );
+        assert_eq!(lines("\"\"\"", &["a", "b", "\"\"\""]), "a\nb");
+        assert_eq!(lines("\"\"\"one line\"\"\"", &[]), "one line");
+        assert_eq!(lines("plain", &["never read"]), "plain");
+    }
+}

@@ -1,0 +1,282 @@
+//! The generation loop shared by `infer run`, `infer chat` and `infer batch`: one model, one
+//! sequence, and the tokens whose keys and values the sequence's KV cache holds. Each call to
+//! [`Engine::generate`] evaluates only the part of the new prompt that differs from what is
+//! cached (a chat's next turn, a batch prompt sharing a prefix with the previous one), then
+//! samples, streams complete UTF-8 text with stop strings held back, and ends at an
+//! end-of-generation token, a token limit, a stop string, a full context or an interrupt.
+//!
+//! It knows nothing of terminals, templates or JSON: those belong to `cli` and `chat`.
+
+mod text;
+
+pub use text::TextOut;
+
+use crate::model::{Model, ModelError, State};
+use crate::sample::{SampleError, Sampler};
+use crate::tokenizer::Tokenizer;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Prompt tokens evaluated per forward call, so that a long prefill can report progress and be
+/// interrupted between chunks (the forward pass batches at the same size internally).
+const PREFILL_CHUNK: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("the prompt is empty (no tokens to start from)")]
+    EmptyPrompt,
+    #[error("the prompt is {n_prompt} tokens but the context holds {n_ctx} (-c); it must leave room to generate")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    /// The text callback failed (e.g. stdout was closed); the cause is kept for the caller.
+    #[error("writing the output failed: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The model produced an end-of-generation token (not counted, not shown, not cached).
+    Eog,
+    /// `n_predict` tokens were generated.
+    Limit,
+    /// A stop string appeared in the output (it is not part of the text).
+    Stop,
+    /// The next token would not fit the context.
+    ContextFull,
+    /// The interrupt flag was raised (Ctrl-C).
+    Interrupted,
+}
+
+impl End {
+    /// A short name for JSON records and `/stats`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Eog => "eog",
+            End::Limit => "limit",
+            End::Stop => "stop",
+            End::ContextFull => "context",
+            End::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What to generate after a prompt.
+#[derive(Clone, Debug, Default)]
+pub struct GenOptions {
+    /// Most tokens to generate; `None` = until EOG or a full context.
+    pub n_predict: Option<usize>,
+    /// Stop when the output contains one of these (not included in the text).
+    pub stops: Vec<String>,
+}
+
+/// What one [`Engine::generate`] call did.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// The text shown (stop string excluded), exactly the concatenation of what was streamed.
+    pub text: String,
+    /// Generated token ids (EOG excluded).
+    pub tokens: Vec<u32>,
+    /// Tokens of the prompt as given.
+    pub n_prompt: usize,
+    /// Prompt tokens that had to be evaluated (the rest were already cached).
+    pub n_prefilled: usize,
+    pub end: End,
+    pub t_prompt: Duration,
+    pub t_gen: Duration,
+}
+
+impl Generation {
+    pub fn n_generated(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+/// Tokens per second, 0 when no time passed.
+pub fn per_second(n: usize, t: Duration) -> f64 {
+    let s = t.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// One model, one sequence and its KV cache.
+pub struct Engine<'m, 'g> {
+    model: &'m Model<'g>,
+    tok: &'m Tokenizer,
+    state: State,
+    /// The tokens whose K/V the cache holds, in order: `cached.len() == state.len()`.
+    cached: Vec<u32>,
+}
+
+impl<'m, 'g> Engine<'m, 'g> {
+    pub fn new(
+        model: &'m Model<'g>,
+        tok: &'m Tokenizer,
+        n_ctx: usize,
+    ) -> Result<Self, EngineError> {
+        Ok(Engine {
+            model,
+            tok,
+            state: model.new_state(n_ctx)?,
+            cached: Vec::new(),
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        self.tok
+    }
+
+    pub fn model(&self) -> &Model<'g> {
+        self.model
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.state.n_ctx()
+    }
+
+    /// The tokens in the cache (the last prompt and what was generated after it).
+    pub fn cached(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Forget the cache.
+    pub fn clear(&mut self) {
+        self.state.truncate(0);
+        self.cached.clear();
+    }
+
+    /// Makes the cache hold `prompt` and returns the logits after its last token, evaluating
+    /// only what is not cached yet. At least the last token is always evaluated, since the
+    /// logits of earlier positions are not kept. `on_progress(done, total)` follows the
+    /// evaluation; a raised `interrupt` stops between chunks with `Ok(None)`.
+    fn prefill(
+        &mut self,
+        prompt: &[u32],
+        interrupt: Option<&AtomicBool>,
+        on_progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Option<(Vec<f32>, usize)>, EngineError> {
+        let common = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let keep = common.min(prompt.len() - 1);
+        self.state.truncate(keep);
+        self.cached.truncate(keep);
+        let todo = &prompt[keep..];
+        let mut logits = Vec::new();
+        for (i, chunk) in todo.chunks(PREFILL_CHUNK).enumerate() {
+            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                return Ok(None);
+            }
+            on_progress(i * PREFILL_CHUNK, todo.len());
+            let out = self.model.forward(&mut self.state, chunk, false)?;
+            self.cached.extend_from_slice(chunk);
+            logits.clear();
+            logits.extend_from_slice(out);
+        }
+        on_progress(todo.len(), todo.len());
+        Ok(Some((logits, todo.len())))
+    }
+
+    /// Evaluates `prompt` (reusing the cached prefix it shares), then samples up to
+    /// `opts.n_predict` tokens, handing each new piece of text to `on_text` as soon as it is
+    /// complete UTF-8 and cannot be the start of a stop string. Tokens evaluated here are
+    /// `accept`ed by the sampler (penalties see the prompt, as in llama.cpp); tokens that were
+    /// cached already were accepted when they were evaluated, by whoever owned the sampler.
+    /// `interrupt` is checked between tokens; special tokens never reach the text.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenOptions,
+        interrupt: Option<&AtomicBool>,
+        on_progress: &mut dyn FnMut(usize, usize),
+        on_text: &mut dyn FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Generation, EngineError> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let n_ctx = self.state.n_ctx();
+        if prompt.len() >= n_ctx {
+            return Err(EngineError::PromptTooLong {
+                n_prompt: prompt.len(),
+                n_ctx,
+            });
+        }
+        let t0 = Instant::now();
+        let mut gen = Generation {
+            text: String::new(),
+            tokens: Vec::new(),
+            n_prompt: prompt.len(),
+            n_prefilled: 0,
+            end: End::Interrupted,
+            t_prompt: Duration::ZERO,
+            t_gen: Duration::ZERO,
+        };
+        let Some((mut logits, n_prefilled)) = self.prefill(prompt, interrupt, on_progress)? else {
+            gen.t_prompt = t0.elapsed();
+            return Ok(gen);
+        };
+        // Accepting the whole prompt leaves the penalty window holding its last tokens, whatever
+        // the sampler saw before (a chat's earlier turns, a batch's previous prompt).
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        gen.n_prefilled = n_prefilled;
+        gen.t_prompt = t0.elapsed();
+
+        let t1 = Instant::now();
+        let mut out = TextOut::new(opts.stops.clone());
+        gen.end = loop {
+            if opts.n_predict == Some(0) {
+                break End::Limit;
+            }
+            let id = sampler.sample(&logits)?;
+            if self.tok.is_eog(id) {
+                break End::Eog;
+            }
+            sampler.accept(id);
+            gen.tokens.push(id);
+            let (shown, stopped) = out.push(&self.tok.token_to_piece(id, false));
+            if !shown.is_empty() {
+                on_text(&shown).map_err(EngineError::Output)?;
+                gen.text.push_str(&shown);
+            }
+            if stopped {
+                break End::Stop;
+            }
+            if opts.n_predict.is_some_and(|l| gen.tokens.len() >= l) {
+                break End::Limit;
+            }
+            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                break End::Interrupted;
+            }
+            if self.state.len() >= n_ctx {
+                break End::ContextFull;
+            }
+            // The last token of a reply is not evaluated here: the next prompt that starts
+            // with it evaluates it together with what follows.
+            let l = self.model.forward(&mut self.state, &[id], false)?;
+            self.cached.push(id);
+            logits.clear();
+            logits.extend_from_slice(l);
+        };
+        if gen.end != End::Stop {
+            let rest = out.finish();
+            if !rest.is_empty() {
+                on_text(&rest).map_err(EngineError::Output)?;
+                gen.text.push_str(&rest);
+            }
+        }
+        gen.t_gen = t1.elapsed();
+        Ok(gen)
+    }
+}
