@@ -183,7 +183,7 @@ impl GpuMatrix {
             });
         }
         let format = WeightFormat::of(ty).unwrap_or(WeightFormat::F32);
-        if k % format.block_elems() != 0 {
+        if !k.is_multiple_of(format.block_elems()) {
             return Err(GpuError::Shape {
                 what: name.to_string(),
                 msg: format!(

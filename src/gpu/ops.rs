@@ -289,6 +289,7 @@ impl<'g> Batch<'g> {
 
     /// Rotate `x` (`[n_tok][n_head][head_dim]`) in place by the angles in `cos_sin`
     /// (`[n_tok][n_rot]`, from `crate::cpu::ops::rope_cache` for each token's position).
+    #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &mut self,
         cos_sin: &GpuTensor,
@@ -299,7 +300,7 @@ impl<'g> Batch<'g> {
         n_tok: usize,
         style: RopeStyle,
     ) -> Result<(), GpuError> {
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(GpuError::Shape {
                 what: "rope".into(),
                 msg: format!("n_rot {n_rot} must be even and at most head_dim {head_dim}"),
@@ -377,7 +378,7 @@ impl<'g> Batch<'g> {
         n_tok: usize,
         out: &GpuTensor,
     ) -> Result<(), GpuError> {
-        if p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+        if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
             return Err(GpuError::Shape {
                 what: "attention".into(),
                 msg: format!("{} heads over {} kv heads", p.n_head, p.n_head_kv),

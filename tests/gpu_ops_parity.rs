@@ -1,0 +1,488 @@
+//! Every GPU op and weight type against the CPU implementation (`infer::cpu`, `infer::quant`,
+//! themselves tested against ggml), in the manner of llama.cpp's test-backend-ops: normalised mean
+//! squared error `sum((gpu - cpu)^2) / sum(cpu^2)` within a budget stated per op, on shapes that
+//! are not multiples of the workgroup (64) or block sizes, with NaN guards on every output and a
+//! canary tail after every output buffer that must come back untouched (no out-of-bounds writes).
+//!
+//! Runs on any wgpu adapter (CI: Mesa's lavapipe); without one each test prints why it skipped.
+
+use half::f16;
+use infer::cpu::attention::{attention, AttnParams};
+use infer::cpu::matmul::{matmul, QMatrix};
+use infer::cpu::ops::{self, RopeStyle};
+use infer::cpu::Pool;
+use infer::gpu::ops::Glu;
+use infer::gpu::{Batch, DeviceChoice, Gpu, GpuError, GpuMatrix, GpuTensor};
+use infer::quant::{self, GgmlType};
+
+/// A signalling-NaN bit pattern no kernel produces: written after every output.
+const CANARY: u32 = 0x7fa5_5a5a;
+const CANARY_LEN: usize = 67;
+
+fn open() -> Option<Gpu> {
+    match Gpu::open(DeviceChoice::Gpu(None)) {
+        Ok(Some(g)) => Some(g),
+        Ok(None) => unreachable!("gpu choice never falls back to the CPU"),
+        Err(GpuError::NoAdapter) => {
+            eprintln!("skipping GPU parity test: no wgpu adapter on this machine");
+            None
+        }
+        Err(e) => panic!("GPU adapter present but unusable: {e}"),
+    }
+}
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// An output tensor of `n` elements followed by the canary tail.
+fn output(gpu: &Gpu, n: usize) -> GpuTensor {
+    let mut init = vec![0u32; n];
+    init.extend(std::iter::repeat_n(CANARY, CANARY_LEN));
+    GpuTensor::from_u32(gpu, &init, "out").expect("output tensor")
+}
+
+/// An input tensor holding `data` followed by the canary tail (an op that reads past its input
+/// would then see NaN and fail the NaN guard).
+fn input(gpu: &Gpu, data: &[f32]) -> GpuTensor {
+    let mut init: Vec<u32> = data.iter().map(|v| v.to_bits()).collect();
+    init.extend(std::iter::repeat_n(CANARY, CANARY_LEN));
+    GpuTensor::from_u32(gpu, &init, "in").expect("input tensor")
+}
+
+/// Read back the first `n` elements, asserting the canary tail is intact and no value is NaN.
+fn read(gpu: &Gpu, t: &GpuTensor, n: usize, what: &str) -> Vec<f32> {
+    let all = t.read_u32(gpu).expect("readback");
+    assert_eq!(all.len(), n + CANARY_LEN, "{what}: tensor length");
+    assert!(
+        all[n..].iter().all(|&b| b == CANARY),
+        "{what}: out-of-bounds write into the canary tail"
+    );
+    let v: Vec<f32> = all[..n].iter().map(|&b| f32::from_bits(b)).collect();
+    if let Some(i) = v.iter().position(|x| x.is_nan()) {
+        panic!("{what}: NaN at {i}");
+    }
+    v
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let (mut err, mut norm) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        err += (g as f64 - w as f64).powi(2);
+        norm += (w as f64).powi(2);
+    }
+    err / norm.max(f64::MIN_POSITIVE)
+}
+
+fn check(got: &[f32], want: &[f32], budget: f64, what: &str) {
+    let e = nmse(got, want);
+    assert!(e <= budget, "{what}: NMSE {e:e} over budget {budget:e}");
+}
+
+fn run(gpu: &Gpu, f: impl FnOnce(&mut Batch) -> Result<(), GpuError>) {
+    let mut b = Batch::new(gpu);
+    f(&mut b).expect("record ops");
+    b.submit().expect("submit");
+    gpu.wait().expect("GPU work completes");
+}
+
+/// Random weights quantized with our reference quantizer; their scales are sane f16 values.
+fn weights(ty: GgmlType, k: usize, m: usize, seed: u64) -> Vec<u8> {
+    let src = values(k * m, seed);
+    let rb = quant::row_bytes(ty, k).expect("row bytes");
+    let mut bytes = vec![0u8; rb * m];
+    for (r, out) in bytes.chunks_exact_mut(rb).enumerate() {
+        quant::quantize_row(ty, &src[r * k..(r + 1) * k], out).expect("quantize");
+    }
+    bytes
+}
+
+fn dequantized(ty: GgmlType, k: usize, bytes: &[u8]) -> Vec<f32> {
+    let rb = quant::row_bytes(ty, k).expect("row bytes");
+    let mut out = vec![0.0f32; bytes.len() / rb * k];
+    for (src, dst) in bytes.chunks_exact(rb).zip(out.chunks_exact_mut(k)) {
+        quant::dequantize_row(ty, src, dst).expect("dequantize");
+    }
+    out
+}
+
+/// Types with a WGSL decoder, then types served by the dequantize-on-upload fallback.
+const NATIVE: [GgmlType; 7] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+const FALLBACK: [GgmlType; 6] = [
+    GgmlType::BF16,
+    GgmlType::Q4_1,
+    GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q5_K,
+];
+
+/// Matrix products for every weight type, one token (matvec) and batches that do not fill the
+/// 8-token tile (matmul), on 131 rows of 768 (3 k-quant blocks). Two oracles: the CPU matmul
+/// (which quantizes activations to Q8 as ggml-cpu does: budget 5e-4, test-backend-ops' mul_mat
+/// budget) and the exact product of the dequantized weights with the f32 activations in f64
+/// (budget 1e-9: only f32 rounding may differ, so a wrong nibble or scale fails it).
+#[test]
+fn matmul_matches_cpu_for_every_weight_type() {
+    let Some(gpu) = open() else { return };
+    let pool = Pool::new(2).expect("pool");
+    let (k, m) = (768, 131);
+    for (ti, &ty) in NATIVE.iter().chain(FALLBACK.iter()).enumerate() {
+        let bytes = weights(ty, k, m, 10 + ti as u64);
+        let wf = dequantized(ty, k, &bytes);
+        let gw = GpuMatrix::upload(&gpu, "w", ty, k, m, &bytes).expect("upload");
+        let qm = QMatrix::new(ty, k, m, &bytes).expect("cpu matrix");
+        for n_tok in [1usize, 5, 9] {
+            let x = values(k * n_tok, 99 + n_tok as u64);
+            let gx = input(&gpu, &x);
+            let gy = output(&gpu, n_tok * m);
+            run(&gpu, |b| b.matmul(&gw, &gx, n_tok, &gy));
+            let got = read(&gpu, &gy, n_tok * m, &format!("{ty} x{n_tok}"));
+            let mut cpu = vec![0.0f32; n_tok * m];
+            matmul(&pool, &qm, &x, n_tok, &mut cpu, &mut Vec::new());
+            check(
+                &got,
+                &cpu,
+                5e-4,
+                &format!("{ty} n_tok {n_tok} vs CPU matmul"),
+            );
+            let exact: Vec<f32> = (0..n_tok * m)
+                .map(|i| {
+                    let (t, r) = (i / m, i % m);
+                    (0..k)
+                        .map(|j| wf[r * k + j] as f64 * x[t * k + j] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect();
+            check(&got, &exact, 1e-9, &format!("{ty} n_tok {n_tok} vs exact"));
+        }
+    }
+}
+
+/// A matrix split across several buffers (as Gemma's 178 MB embedding is on lavapipe's 128 MiB
+/// bindings): matvec, matmul and row lookup give the same numbers as one buffer.
+#[test]
+fn split_matrices_match_whole_ones() {
+    let Some(gpu) = open() else { return };
+    let (k, m) = (512, 131);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let bytes = weights(ty, k, m, 7);
+        let rb = quant::row_bytes(ty, k).unwrap() as u64;
+        let whole = GpuMatrix::upload(&gpu, "whole", ty, k, m, &bytes).unwrap();
+        let split =
+            GpuMatrix::upload_chunked(&gpu, "split", ty, k, m, &bytes, rb * 50 + 4).unwrap();
+        assert_eq!((whole.n_chunks(), split.n_chunks()), (1, 3), "{ty}");
+        for n_tok in [1usize, 3] {
+            let x = values(k * n_tok, 5);
+            let gx = input(&gpu, &x);
+            let (a, b) = (output(&gpu, n_tok * m), output(&gpu, n_tok * m));
+            run(&gpu, |bt| {
+                bt.matmul(&whole, &gx, n_tok, &a)?;
+                bt.matmul(&split, &gx, n_tok, &b)
+            });
+            let (a, b) = (
+                read(&gpu, &a, n_tok * m, "whole"),
+                read(&gpu, &b, n_tok * m, "split"),
+            );
+            assert_eq!(a, b, "{ty} n_tok {n_tok}");
+        }
+    }
+}
+
+/// Embedding rows from quantized tables (ids in every chunk of a split table, repeated ids, the
+/// last row) against the CPU dequantizer: the same decode, so the budget is f32 rounding only.
+#[test]
+fn get_rows_matches_cpu_dequantize() {
+    let Some(gpu) = open() else { return };
+    let (k, m) = (256, 131);
+    let ids = [0u32, 130, 7, 64, 130, 51, 100];
+    for &ty in NATIVE.iter().chain(FALLBACK.iter()) {
+        let bytes = weights(ty, k, m, 3);
+        let wf = dequantized(ty, k, &bytes);
+        let rb = quant::row_bytes(ty, k).unwrap() as u64;
+        let table = GpuMatrix::upload_chunked(&gpu, "emb", ty, k, m, &bytes, rb * 50 + 4).unwrap();
+        let gids = GpuTensor::from_u32(&gpu, &ids, "ids").unwrap();
+        let out = output(&gpu, ids.len() * k);
+        run(&gpu, |b| b.get_rows(&table, &gids, ids.len(), &out));
+        let got = read(&gpu, &out, ids.len() * k, &format!("get_rows {ty}"));
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&r| wf[r as usize * k..(r as usize + 1) * k].to_vec())
+            .collect();
+        check(&got, &want, 1e-12, &format!("get_rows {ty}"));
+    }
+}
+
+/// RMS norm over 37 rows of 131, out of place, and in place per head (Q/K norm: 37 rows of 72).
+/// The CPU sums squares in f64, the GPU in f32: budget 1e-10.
+#[test]
+fn rms_norm_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    for (n, rows, inplace) in [(131usize, 37usize, false), (72, 37, true), (640, 3, false)] {
+        let x = values(n * rows, 1);
+        let w: Vec<f32> = values(n, 2).iter().map(|v| 1.0 + v).collect();
+        let gw = input(&gpu, &w);
+        let gx = input(&gpu, &x);
+        let out = if inplace {
+            None
+        } else {
+            Some(output(&gpu, n * rows))
+        };
+        let gy = out.as_ref().unwrap_or(&gx);
+        run(&gpu, |b| b.rms_norm(&gw, &gx, gy, n, rows, 1e-6));
+        let got = read(&gpu, gy, n * rows, "rms_norm");
+        let mut want = vec![0.0f32; n * rows];
+        for r in 0..rows {
+            ops::rms_norm(
+                &x[r * n..(r + 1) * n],
+                &w,
+                1e-6,
+                &mut want[r * n..(r + 1) * n],
+            );
+        }
+        check(&got, &want, 1e-10, &format!("rms_norm n {n} rows {rows}"));
+    }
+}
+
+/// RoPE in both pairings, full and partial rotation, 5 heads of 72 over 7 tokens at positions
+/// 1000..1007, with the angles of `rope_cache`: budget 1e-10.
+#[test]
+fn rope_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    let (hd, n_head, n_tok, pos0) = (72, 5, 7, 1000);
+    for style in [RopeStyle::Norm, RopeStyle::Neox] {
+        for n_rot in [72usize, 32] {
+            let x = values(n_tok * n_head * hd, 4);
+            let mut cs = vec![0.0f32; n_tok * n_rot];
+            for t in 0..n_tok {
+                ops::rope_cache(
+                    pos0 + t,
+                    n_rot,
+                    10000.0,
+                    1.0,
+                    &mut cs[t * n_rot..(t + 1) * n_rot],
+                );
+            }
+            let gcs = input(&gpu, &cs);
+            let gx = input(&gpu, &x);
+            run(&gpu, |b| b.rope(&gcs, &gx, hd, n_rot, n_head, n_tok, style));
+            let got = read(&gpu, &gx, x.len(), "rope");
+            let mut want = x.clone();
+            for t in 0..n_tok {
+                let row = &mut want[t * n_head * hd..(t + 1) * n_head * hd];
+                ops::rope(row, hd, n_rot, style, &cs[t * n_rot..(t + 1) * n_rot]);
+            }
+            check(&got, &want, 1e-10, &format!("rope {style:?} n_rot {n_rot}"));
+        }
+    }
+}
+
+/// Softmax of 37 rows of 131 with large logits (the max subtraction matters): budget 1e-10.
+#[test]
+fn softmax_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    let (n, rows) = (131, 37);
+    let x: Vec<f32> = values(n * rows, 8).iter().map(|v| v * 40.0).collect();
+    let gx = input(&gpu, &x);
+    run(&gpu, |b| b.softmax(&gx, n, rows));
+    let got = read(&gpu, &gx, n * rows, "softmax");
+    let mut want = x.clone();
+    for r in want.chunks_exact_mut(n) {
+        ops::softmax_inplace(r);
+    }
+    check(&got, &want, 1e-10, "softmax");
+}
+
+/// Attention for decode and prefill, with and without a sliding window, with GQA groups of 1, 2
+/// and 4, head dims not multiples of 64, against `cpu::attention` on the same f16-rounded cache.
+/// Both round q and the softmax weights to f16; a weight that lands on the other side of an f16
+/// rounding boundary moves the output by ~2^-11 relative, so the budget is 1e-6.
+#[test]
+fn attention_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    let pool = Pool::new(2).expect("pool");
+    let cases = [
+        // (n_head, n_head_kv, head_dim, pos0, n_tok, window)
+        (4, 2, 72, 40, 1, None),
+        (4, 1, 72, 40, 1, Some(7)),
+        (3, 3, 40, 0, 13, None),
+        // positions 0..12 cross the window's edge (a query at p = window sees 1..=p)
+        (4, 2, 72, 0, 13, Some(5)),
+        (4, 2, 72, 20, 13, Some(9)),
+        (8, 2, 64, 100, 70, Some(64)),
+    ];
+    for (n_head, n_head_kv, hd, pos0, n_tok, window) in cases {
+        let p = AttnParams {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+            head_dim_v: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            window,
+        };
+        let n_kv = pos0 + n_tok;
+        let f16r = |v: Vec<f32>| -> Vec<f32> {
+            v.iter().map(|&x| f16::from_f32(x * 2.0).to_f32()).collect()
+        };
+        let keys = f16r(values(n_kv * n_head_kv * hd, 11));
+        let vals = f16r(values(n_kv * n_head_kv * hd, 12));
+        let q: Vec<f32> = values(n_tok * n_head * hd, 13)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
+        let (gq, gk, gv) = (input(&gpu, &q), input(&gpu, &keys), input(&gpu, &vals));
+        let scores = GpuTensor::zeros(&gpu, n_tok * n_head * n_kv, "scores").unwrap();
+        let out = output(&gpu, n_tok * n_head * hd);
+        run(&gpu, |b| {
+            b.attention(&p, &gq, &gk, &gv, &scores, pos0, n_tok, &out)
+        });
+        let got = read(&gpu, &out, n_tok * n_head * hd, "attention");
+        let mut want = vec![0.0f32; n_tok * n_head * hd];
+        attention(&pool, &p, &q, &keys, &vals, pos0, n_tok, &mut want);
+        let what =
+            format!("attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?}");
+        check(&got, &want, 1e-6, &what);
+    }
+}
+
+/// Storing into the cache rounds to f16 exactly as the CPU cache does, at the given position only.
+#[test]
+fn kv_store_rounds_to_f16_at_position() {
+    let Some(gpu) = open() else { return };
+    let (width, n_tok, pos, cap) = (72, 3, 5, 11);
+    let src: Vec<f32> = values(width * n_tok, 21)
+        .iter()
+        .map(|v| v * 100.0)
+        .collect();
+    let gs = input(&gpu, &src);
+    let cache = output(&gpu, cap * width);
+    run(&gpu, |b| b.kv_store(&gs, &cache, pos, width, n_tok));
+    let got = read(&gpu, &cache, cap * width, "kv_store");
+    for (i, &g) in got.iter().enumerate() {
+        let want = if (pos * width..(pos + n_tok) * width).contains(&i) {
+            f16::from_f32(src[i - pos * width]).to_f32()
+        } else {
+            0.0
+        };
+        assert_eq!(g.to_bits(), want.to_bits(), "element {i}");
+    }
+}
+
+/// GEGLU (ggml's f16 GELU table, saturating outside (-10, 10)) and SwiGLU over 1031 values spread
+/// over [-12, 12]. GELU's result is rounded to f16 on both sides; a GPU tanh a few ulps off can
+/// land on the neighbouring f16 (2^-11 relative): budget 1e-6. SwiGLU: 1e-10.
+#[test]
+fn gated_activations_match_cpu() {
+    let Some(gpu) = open() else { return };
+    let n = 1031;
+    let gate: Vec<f32> = values(n, 31).iter().map(|v| v * 12.0).collect();
+    let up = values(n, 32);
+    let (gg, gu) = (input(&gpu, &gate), input(&gpu, &up));
+    for (act, budget) in [(Glu::Gelu, 1e-6), (Glu::Silu, 1e-10)] {
+        let out = output(&gpu, n);
+        run(&gpu, |b| b.glu(act, &gg, &gu, &out, n));
+        let got = read(&gpu, &out, n, "glu");
+        let mut want = vec![0.0f32; n];
+        match act {
+            Glu::Gelu => ops::geglu(&gate, &up, &mut want),
+            Glu::Silu => ops::swiglu(&gate, &up, &mut want),
+        }
+        check(&got, &want, budget, &format!("{act:?}"));
+    }
+}
+
+/// Residual add, scale and logit soft-cap over 1031 elements.
+#[test]
+fn elementwise_ops_match_cpu() {
+    let Some(gpu) = open() else { return };
+    let n = 1031;
+    let a: Vec<f32> = values(n, 41).iter().map(|v| v * 50.0).collect();
+    let x = values(n, 42);
+    let (ga, gx) = (input(&gpu, &a), input(&gpu, &x));
+    run(&gpu, |b| b.add(&ga, &gx, n));
+    let mut want = a.clone();
+    ops::add_inplace(&mut want, &x);
+    check(&read(&gpu, &ga, n, "add"), &want, 1e-14, "add");
+
+    let gs = input(&gpu, &a);
+    run(&gpu, |b| b.scale(&gs, n, 25.3));
+    let mut want = a.clone();
+    ops::scale_inplace(&mut want, 25.3);
+    check(&read(&gpu, &gs, n, "scale"), &want, 1e-14, "scale");
+
+    let gc = input(&gpu, &a);
+    run(&gpu, |b| b.softcap(&gc, n, 30.0));
+    let mut want = a.clone();
+    ops::softcap_inplace(&mut want, 30.0);
+    check(&read(&gpu, &gc, n, "softcap"), &want, 1e-10, "softcap");
+}
+
+/// Argmax over a Gemma-sized vocabulary plus 3: ties go to the lowest index, NaN never wins, and
+/// values past `n` are ignored.
+#[test]
+fn argmax_picks_lowest_index_of_the_max() {
+    let Some(gpu) = open() else { return };
+    let n = 262_147;
+    let mut x = values(n, 51);
+    x[200_001] = 7.5;
+    x[3_333] = 7.5;
+    x[17] = f32::NAN;
+    let mut padded = x.clone();
+    padded.extend([100.0f32; 5]);
+    let gx = GpuTensor::from_f32(&gpu, &padded, "logits").unwrap();
+    let out = GpuTensor::zeros(&gpu, 1, "id").unwrap();
+    run(&gpu, |b| b.argmax(&gx, n, &out));
+    assert_eq!(out.read_u32(&gpu).unwrap(), vec![3_333]);
+    // The same through the CPU sampler's rule (NaN excluded).
+    x[17] = 0.0;
+    let want = infer::sample::argmax(&infer::sample::Candidates::from_logits(&x)).unwrap();
+    assert_eq!(want, 3_333);
+}
+
+/// Sizes that do not fit the tensors are errors before anything is dispatched, and an adapter
+/// index past the list is a clear error.
+#[test]
+fn bad_shapes_and_adapters_are_errors() {
+    let Some(gpu) = open() else { return };
+    let bytes = weights(GgmlType::Q8_0, 64, 3, 1);
+    let w = GpuMatrix::upload(&gpu, "w", GgmlType::Q8_0, 64, 3, &bytes).unwrap();
+    let x = GpuTensor::zeros(&gpu, 64, "x").unwrap();
+    let y = GpuTensor::zeros(&gpu, 2, "y").unwrap();
+    let mut b = Batch::new(&gpu);
+    assert!(matches!(
+        b.matmul(&w, &x, 1, &y),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        GpuMatrix::upload(&gpu, "w", GgmlType::Q8_0, 64, 4, &bytes),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        GpuMatrix::upload(&gpu, "w", GgmlType::F32, 40, 1, &[0u8; 160]),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        Gpu::open(DeviceChoice::Gpu(Some(1000))),
+        Err(GpuError::NoSuchAdapter { index: 1000, .. })
+    ));
+    b.submit().unwrap();
+    gpu.wait().unwrap();
+}
