@@ -2,6 +2,7 @@
 //! `sys` is the raw bindgen output of llama-cpp-sys-2; the modules below wrap what our tests need.
 
 pub use llama_cpp_sys_2 as sys;
+pub mod chat;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
