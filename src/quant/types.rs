@@ -86,10 +86,7 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
 impl GgmlType {
     fn row(self) -> &'static (GgmlType, u32, &'static str, usize, usize) {
         // Every variant has exactly one row; the table test below keeps it so.
-        TABLE
-            .iter()
-            .find(|r| r.0 == self)
-            .unwrap_or(&TABLE[0])
+        TABLE.iter().find(|r| r.0 == self).unwrap_or(&TABLE[0])
     }
 
     /// The type for a GGUF type id, or `None` for an id ggml does not define.
@@ -119,7 +116,7 @@ impl GgmlType {
     /// overflows.
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)
