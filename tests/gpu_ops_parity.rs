@@ -493,7 +493,10 @@ fn bad_shapes_and_adapters_are_errors() {
 /// Q6_K matrices give the CPU matmul's numbers.
 #[test]
 fn real_model_weights_match_cpu() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/gemma-3-270m-q4_k_m.gguf"
+    );
     if !std::path::Path::new(path).exists() {
         eprintln!("skipping: {path} is absent (scripts/fetch-model.sh fetches it)");
         return;
@@ -538,4 +541,26 @@ fn real_model_weights_match_cpu() {
             check(&got, &want, 1e-12, "embedding rows");
         }
     }
+}
+
+/// A device that goes away mid-run gives an error on the next submission or wait, not a panic
+/// (wgpu's default handler) and not a hang.
+#[test]
+fn lost_device_is_an_error_not_a_panic() {
+    let Some(gpu) = open() else { return };
+    let x = GpuTensor::from_f32(&gpu, &[1.0, 2.0, 3.0], "x").unwrap();
+    gpu.destroy();
+    let mut b = Batch::new(&gpu);
+    let recorded = b.scale(&x, 3, 2.0);
+    let submitted = recorded.and_then(|()| b.submit()).and_then(|()| gpu.wait());
+    assert!(
+        matches!(submitted, Err(GpuError::DeviceLost { .. })),
+        "submission on a destroyed device: {submitted:?}"
+    );
+    let read = x.read_f32(&gpu);
+    assert!(
+        matches!(read, Err(GpuError::DeviceLost { .. })),
+        "readback from a destroyed device: {:?}",
+        read.map(|v| v.len())
+    );
 }

@@ -93,6 +93,7 @@ impl GpuTensor {
 }
 
 fn read_bytes(gpu: &Gpu, src: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
+    gpu.check()?;
     if size == 0 {
         return Ok(Vec::new());
     }
@@ -207,6 +208,7 @@ impl GpuMatrix {
                 adapter: gpu.adapter_name().to_string(),
             });
         }
+        gpu.check()?;
         let mut chunks = Vec::new();
         let mut row0 = 0;
         let mut scratch = Vec::new();

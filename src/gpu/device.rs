@@ -267,7 +267,11 @@ impl Gpu {
         let f = faults.clone();
         device.set_device_lost_callback(move |reason, msg| {
             let mut slot = f.lost.lock().unwrap_or_else(|p| p.into_inner());
-            *slot = Some(format!("{reason:?}: {msg}"));
+            *slot = Some(if msg.is_empty() {
+                format!("{reason:?}")
+            } else {
+                format!("{reason:?}: {msg}")
+            });
         });
         Ok(Gpu {
             device,
@@ -313,6 +317,17 @@ impl Gpu {
 
     /// The first fault wgpu reported, as an error.
     pub fn check(&self) -> Result<(), GpuError> {
+        let errored = self
+            .faults
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if errored {
+            // Errors are often the echo of a lost device whose callback runs at the next poll;
+            // poll once so the cause, not the echo, is reported.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
         let lost = self
             .faults
             .lost
@@ -338,6 +353,11 @@ impl Gpu {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Give the device up now (wgpu reports it lost); every later use of this `Gpu` is an error.
+    pub fn destroy(&self) {
+        self.device.destroy();
     }
 
     /// Block until all submitted work is done (bounded), then report any fault.

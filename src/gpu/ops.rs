@@ -6,7 +6,6 @@
 //! would exceed the adapter's limit (262144 vocabulary rows do).
 
 use bytemuck::{Pod, Zeroable};
-use wgpu::util::DeviceExt;
 
 use super::buffers::{GpuMatrix, GpuTensor};
 use super::device::{Gpu, GpuError};
@@ -145,14 +144,17 @@ impl<'g> Batch<'g> {
                 msg: format!("{groups} workgroups exceed the adapter's {max} x {max} grid"),
             });
         }
-        let uniform = self
-            .gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        // A lost device is reported here rather than at submit: some wgpu calls (mapping at
+        // creation) panic on a lost device instead of raising an error.
+        self.gpu.check()?;
+        let bytes = bytemuck::bytes_of(params);
+        let uniform = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: bytes.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.gpu.queue.write_buffer(&uniform, 0, bytes);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
