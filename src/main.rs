@@ -46,6 +46,8 @@ enum Command {
     Chat(infer::cli::chat::Args),
     /// Complete many prompts from stdin (lines or JSON Lines) with one model load; JSON Lines out.
     Batch(infer::cli::batch::Args),
+    /// Prefill and decode speed as llama-bench measures it (tokens/s, GB/s; --json for its fields).
+    Bench(infer::cli::bench::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(infer::cli::completions::Args),
     /// List the GPU adapters (backend, type, limits) that `--device gpu:N` can pick.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => infer::cli::devices::run(a),
         Command::Chat(a) => infer::cli::chat::run(a),
         Command::Batch(a) => infer::cli::batch::run(a),
+        Command::Bench(a) => infer::cli::bench::run(a),
         Command::Completions(a) => infer::cli::completions::run(a, Cli::command()),
     };
     match result {

@@ -2,6 +2,7 @@
 //! Only `main` and `cli/` use anyhow; library code returns typed errors.
 
 pub mod batch;
+pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod completions;
