@@ -307,3 +307,59 @@ fn piped_chat_prints_one_reply_per_message_and_ends_at_eof() {
     assert!(stdout.starts_with(&alone), "{stdout:?} vs {alone:?}");
     assert!(stdout.len() > alone.len(), "no second reply: {stdout:?}");
 }
+
+#[test]
+fn piped_chat_survives_a_full_context_and_saves_the_transcript() {
+    let Some(model) = model_path() else { return };
+    let dir = std::env::temp_dir().join(format!("infer-chat-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let save = dir.join("t.json");
+    let long = "word ".repeat(80);
+    let input = format!(
+        "Hello\n{long}\n/system Be brief.\nHi again\n/save {}\n/bye\nnever answered\n",
+        save.display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infer"))
+        .args([
+            "chat",
+            model.to_str().expect("utf-8"),
+            "--temp",
+            "0",
+            "-n",
+            "4",
+            "-c",
+            "64",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the context holds 64") && stderr.contains("/clear"),
+        "{stderr}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).expect("saved")).expect("JSON");
+    let roles: Vec<&str> = saved
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role"))
+        .collect();
+    // The too-long message was dropped; the system message leads; /bye ended before the last line.
+    assert_eq!(roles, ["system", "user", "assistant", "user", "assistant"]);
+    assert_eq!(saved[0]["content"], "Be brief.");
+    assert_eq!(saved[3]["content"], "Hi again");
+    let replies = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(!replies.trim().is_empty(), "no replies on stdout");
+    let _ = std::fs::remove_dir_all(&dir);
+}
