@@ -44,7 +44,7 @@ fn block(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
 /// ggml-cpu's x86 `quantize_row_q8_0`.
 pub fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
     assert!(
-        x.len() % QK == 0 && y.len() == x.len() / QK * 34,
+        x.len().is_multiple_of(QK) && y.len() == x.len() / QK * 34,
         "q8_0 row lengths"
     );
     for (xb, yb) in x.chunks_exact(QK).zip(y.chunks_exact_mut(34)) {
@@ -56,7 +56,7 @@ pub fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
 /// ggml-cpu's x86 `quantize_row_q8_1` (AVX2 branch: `s = f16(d * sum)` with an exact integer sum).
 pub fn quantize_q8_1(x: &[f32], y: &mut [u8]) {
     assert!(
-        x.len() % QK == 0 && y.len() == x.len() / QK * 36,
+        x.len().is_multiple_of(QK) && y.len() == x.len() / QK * 36,
         "q8_1 row lengths"
     );
     for (xb, yb) in x.chunks_exact(QK).zip(y.chunks_exact_mut(36)) {

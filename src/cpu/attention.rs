@@ -22,8 +22,9 @@ pub struct AttnParams {
     pub window: Option<usize>,
 }
 
-/// `out[t][h] = softmax(scale * q[t][h] . K[0..=p]) V[0..=p]` for query rows `q` of the tokens at
-/// positions `pos0..pos0 + n_tok`, where `keys`/`values` hold at least positions `0..pos0 + n_tok`.
+/// `out[t][h] = softmax(scale * q[t][h] . K[0..=p]) V[0..=p]` for the query rows `q` of `n_tok`
+/// tokens (`q.len() / (n_head * head_dim)`) at positions `pos0..pos0 + n_tok`, where
+/// `keys`/`values` hold at least positions `0..pos0 + n_tok`.
 /// Query head h reads kv head `h / (n_head / n_head_kv)`, as ggml broadcasts GQA heads.
 pub fn attention(
     pool: &Pool,
@@ -32,11 +33,11 @@ pub fn attention(
     keys: &[f32],
     values: &[f32],
     pos0: usize,
-    n_tok: usize,
     out: &mut [f32],
 ) {
     let (hd, hdv) = (p.head_dim, p.head_dim_v);
-    assert!(p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
+    assert!(p.n_head_kv > 0 && p.n_head.is_multiple_of(p.n_head_kv));
+    let n_tok = q.len() / (p.n_head * hd);
     assert_eq!(q.len(), n_tok * p.n_head * hd);
     assert_eq!(out.len(), n_tok * p.n_head * hdv);
     let n_kv = pos0 + n_tok;
@@ -101,7 +102,7 @@ fn axpy(y: &mut [f32], s: f32, x: &[f32]) {
 mod tests {
     use super::*;
 
-    /// One query, one head: the output is the softmax-weighted mean of the visible values, and a
+    /// Two query heads on one KV head: the output is the softmax-weighted mean of the visible values, and a
     /// window hides the keys it should.
     #[test]
     fn window_and_gqa_select_the_right_keys() {
@@ -120,10 +121,15 @@ mod tests {
         let q = vec![0.5f32; 2 * 2 * 2];
         let mut out = vec![0.0f32; 2 * 2];
         // tokens at positions 2 and 3; window 2 sees {1,2} and {2,3}
-        attention(&pool, &p, &q, &keys, &values, 2, 2, &mut out);
+        attention(&pool, &p, &q, &keys, &values, 2, &mut out);
         assert_eq!(out, vec![2.5, 2.5, 3.5, 3.5]);
+        // Without the window, tokens at 1 and 3 see 2 and 4 keys (weights 1/2 and 1/4, exact in
+        // the f16 the weights are rounded to).
         let full = AttnParams { window: None, ..p };
-        attention(&pool, &full, &q, &keys, &values, 2, 2, &mut out);
-        assert_eq!(out, vec![2.0, 2.0, 2.5, 2.5]);
+        let mut one = vec![0.0f32; 2];
+        attention(&pool, &full, &q[..4], &keys, &values, 1, &mut one);
+        assert_eq!(one, vec![1.5, 1.5]);
+        attention(&pool, &full, &q[..4], &keys, &values, 3, &mut one);
+        assert_eq!(one, vec![2.5, 2.5]);
     }
 }

@@ -106,6 +106,13 @@ const TILE_ROWS: usize = 16;
 /// Raw output pointer shared by the tasks of one product.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The element pointer; a method, so that closures capture the whole (Sync) wrapper.
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
 // SAFETY: tasks write through it only at indices no other task writes (see `matmul`), and the
 // slice it points into outlives the parallel section that uses it.
 unsafe impl Send for OutPtr {}
@@ -142,7 +149,6 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
         let out = OutPtr(y.as_mut_ptr());
         let n_tiles = m.div_ceil(TILE_ROWS);
         (0..n_tiles).into_par_iter().for_each(|tile| {
-            let out = out;
             let rows = tile * TILE_ROWS..((tile + 1) * TILE_ROWS).min(m);
             for t in 0..n_tok {
                 let a = &act[t * arb..(t + 1) * arb];
@@ -151,7 +157,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
                     // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); row ranges of distinct
                     // tiles are disjoint, so no other task writes this element, and `y` is
                     // borrowed mutably for the whole parallel section.
-                    unsafe { *out.0.add(t * m + r) = v };
+                    unsafe { *out.at(t * m + r) = v };
                 }
             }
         });

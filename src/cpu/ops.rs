@@ -59,7 +59,7 @@ pub fn rope_cache(pos: usize, n_rot: usize, freq_base: f32, freq_scale: f32, cos
 /// Rotate the first `n_rot` dimensions of each head in `x` (`n_head` heads of `head_dim`) by the
 /// angles in `cos_sin` (from [`rope_cache`]); dimensions past `n_rot` pass through.
 pub fn rope(x: &mut [f32], head_dim: usize, n_rot: usize, style: RopeStyle, cos_sin: &[f32]) {
-    assert!(n_rot <= head_dim && n_rot % 2 == 0 && cos_sin.len() == n_rot);
+    assert!(n_rot <= head_dim && n_rot.is_multiple_of(2) && cos_sin.len() == n_rot);
     assert_eq!(x.len() % head_dim, 0);
     for head in x.chunks_exact_mut(head_dim) {
         let half = n_rot / 2;

@@ -317,16 +317,7 @@ impl Model<'_> {
                 scale: hp.attn_scale,
                 window: if swa { hp.sliding_window } else { None },
             };
-            attention(
-                pool,
-                &params,
-                q,
-                cache.keys(),
-                cache.values(),
-                pos0,
-                n,
-                attn,
-            );
+            attention(pool, &params, q, cache.keys(), cache.values(), pos0, attn);
             trace("kqv_out", il, attn);
             linear(pool, &lw.wo, attn, n, proj, act);
             trace("attn_out", il, proj);

@@ -173,7 +173,7 @@ unsafe extern "C" fn capture_cb(t: *mut sys::ggml_tensor, ask: bool, user: *mut 
             .to_string_lossy()
             .into_owned();
         if ask {
-            return cap.names.iter().any(|n| *n == name);
+            return cap.names.contains(&name);
         }
         if (*t).type_ == sys::GGML_TYPE_F32 && sys::ggml_is_contiguous(t) {
             let n = sys::ggml_nelements(t).max(0) as usize;
