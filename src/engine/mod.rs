@@ -188,10 +188,9 @@ impl<'m, 'g> Engine<'m, 'g> {
 
     /// Evaluates `prompt` (reusing the cached prefix it shares), then samples up to
     /// `opts.n_predict` tokens, handing each new piece of text to `on_text` as soon as it is
-    /// complete UTF-8 and cannot be the start of a stop string. Tokens evaluated here are
-    /// `accept`ed by the sampler (penalties see the prompt, as in llama.cpp); tokens that were
-    /// cached already were accepted when they were evaluated, by whoever owned the sampler.
-    /// `interrupt` is checked between tokens; special tokens never reach the text.
+    /// complete UTF-8 and cannot be the start of a stop string. The whole prompt is `accept`ed
+    /// by the sampler first, so penalties see it as in llama.cpp. `interrupt` is checked between
+    /// prompt chunks and between tokens; special tokens never reach the text.
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -221,7 +220,7 @@ impl<'m, 'g> Engine<'m, 'g> {
             t_prompt: Duration::ZERO,
             t_gen: Duration::ZERO,
         };
-        let Some((mut logits, n_prefilled)) = self.prefill(prompt, interrupt, on_progress)? else {
+        let Some((logits, n_prefilled)) = self.prefill(prompt, interrupt, on_progress)? else {
             gen.t_prompt = t0.elapsed();
             return Ok(gen);
         };
@@ -235,40 +234,31 @@ impl<'m, 'g> Engine<'m, 'g> {
 
         let t1 = Instant::now();
         let mut out = TextOut::new(opts.stops.clone());
-        gen.end = loop {
-            if opts.n_predict == Some(0) {
-                break End::Limit;
-            }
-            let id = sampler.sample(&logits)?;
-            if self.tok.is_eog(id) {
-                break End::Eog;
-            }
-            sampler.accept(id);
-            gen.tokens.push(id);
-            let (shown, stopped) = out.push(&self.tok.token_to_piece(id, false));
-            if !shown.is_empty() {
-                on_text(&shown).map_err(EngineError::Output)?;
-                gen.text.push_str(&shown);
-            }
-            if stopped {
-                break End::Stop;
-            }
-            if opts.n_predict.is_some_and(|l| gen.tokens.len() >= l) {
-                break End::Limit;
-            }
-            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                break End::Interrupted;
-            }
-            if self.state.len() >= n_ctx {
-                break End::ContextFull;
-            }
-            // The last token of a reply is not evaluated here: the next prompt that starts
-            // with it evaluates it together with what follows.
-            let l = self.model.forward(&mut self.state, &[id], false)?;
-            self.cached.push(id);
-            logits.clear();
-            logits.extend_from_slice(l);
-        };
+        let tok = self.tok;
+        let result = decode(
+            self.model,
+            &mut self.state,
+            logits,
+            sampler,
+            &|id| tok.is_eog(id),
+            opts.n_predict,
+            interrupt,
+            |id| -> Result<bool, EngineError> {
+                gen.tokens.push(id);
+                let (shown, stopped) = out.push(&tok.token_to_piece(id, false));
+                if !shown.is_empty() {
+                    on_text(&shown).map_err(EngineError::Output)?;
+                    gen.text.push_str(&shown);
+                }
+                Ok(!stopped)
+            },
+        );
+        // The state is the truth about what the cache holds, also after an error.
+        let mut all = prompt.to_vec();
+        all.extend_from_slice(&gen.tokens);
+        all.truncate(self.state.len());
+        self.cached = all;
+        gen.end = result?;
         if gen.end != End::Stop {
             let rest = out.finish();
             if !rest.is_empty() {
@@ -278,5 +268,54 @@ impl<'m, 'g> Engine<'m, 'g> {
         }
         gen.t_gen = t1.elapsed();
         Ok(gen)
+    }
+}
+
+/// The sampling loop after a prompt: samples from `logits`, passes each kept token to
+/// `on_token` (false = stop, e.g. a stop string) and evaluates it, until an end-of-generation
+/// token (not passed on, not evaluated), `n_predict` tokens, an interrupt, or a full context.
+/// The last token passed on is not evaluated unless the loop goes on, so a limit of n costs n-1
+/// single-token forward passes, as in llama.cpp. Shared by [`Engine::generate`] and the
+/// library-level loop of `infer run`'s tests.
+#[allow(clippy::too_many_arguments)]
+pub fn decode<E: From<EngineError>>(
+    model: &Model,
+    state: &mut State,
+    mut logits: Vec<f32>,
+    sampler: &mut Sampler,
+    is_eog: &dyn Fn(u32) -> bool,
+    n_predict: Option<usize>,
+    interrupt: Option<&AtomicBool>,
+    mut on_token: impl FnMut(u32) -> Result<bool, E>,
+) -> Result<End, E> {
+    let mut n = 0usize;
+    let n_ctx = state.n_ctx();
+    loop {
+        if n_predict.is_some_and(|l| n >= l) {
+            return Ok(End::Limit);
+        }
+        let id = sampler.sample(&logits).map_err(EngineError::from)?;
+        if is_eog(id) {
+            return Ok(End::Eog);
+        }
+        sampler.accept(id);
+        n += 1;
+        if !on_token(id)? {
+            return Ok(End::Stop);
+        }
+        if n_predict.is_some_and(|l| n >= l) {
+            return Ok(End::Limit);
+        }
+        if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return Ok(End::Interrupted);
+        }
+        if state.len() >= n_ctx {
+            return Ok(End::ContextFull);
+        }
+        let l = model
+            .forward(state, &[id], false)
+            .map_err(EngineError::from)?;
+        logits.clear();
+        logits.extend_from_slice(l);
     }
 }
