@@ -34,11 +34,21 @@ fn block(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
     for (q, &v) in qs.iter_mut().zip(x) {
         // |v * id| <= 127 (up to rounding of id, which the saturating cast absorbs as ggml's
         // saturating packs do).
-        let i = ((v * id).round_ties_even() as i32).clamp(-128, 127);
+        let i = (round_half_even(v * id) as i32).clamp(-128, 127);
         sum += i;
         *q = i as i8 as u8;
     }
     (d, sum)
+}
+
+/// Round half to even for |x| < 2^22: adding 1.5 * 2^23 leaves no fraction bits, so the FPU's
+/// default rounding (to nearest, ties to even) does the rounding. `f32::round_ties_even` is a libm
+/// call without SSE4.1 at compile time; this is two adds. Larger |x| (never the case here: |x| is
+/// at most ~127) would lose precision.
+#[inline]
+fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
 }
 
 /// ggml-cpu's x86 `quantize_row_q8_0`.
@@ -89,6 +99,14 @@ mod tests {
             f16::from_le_bytes([y1[2], y1[3]]).to_f32(),
             127.0 + 2.0 - 4.0
         );
+    }
+
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        for i in -300_000..300_000 {
+            let x = i as f32 * 0.000_5 + 0.25 * (i % 4) as f32;
+            assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+        }
     }
 
     #[test]
