@@ -1,10 +1,16 @@
 // Causal attention of n_tok query rows (positions pos0..pos0+n_tok) over the cached keys and values
 // ([position][kv_head][dim], f16-rounded as the cache stores them), with GQA and an optional sliding
 // window, in crate::cpu::attention's arithmetic: q rounded to f16, scores scaled, softmax, weights
-// rounded to f16 before the weighted sum of values. One workgroup per (token, head); the scores of
-// its row live in the scratch buffer `sc` (n_tok * n_head rows of pos0 + n_tok), so the context
-// length is not bounded by workgroup memory.
+// rounded to f16 before the weighted sum of values.
+//
+// One workgroup per (token, head), in two passes over the visible keys so that no buffer grows
+// with the context: pass 1 finds the softmax maximum and denominator (an online sum per
+// invocation, combined across the workgroup); pass 2 walks the keys in tiles of WG, each
+// invocation turning one score into its f16-rounded weight in workgroup memory, then every
+// invocation adds the tile's weighted values into the output dims it owns (up to 8 per invocation:
+// head_dim_v <= 512, checked by the host).
 #include "common/reduce.wgsl"
+#include "common/round_f16.wgsl"
 
 struct Params {
     n_head: u32,
@@ -21,8 +27,17 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> sc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> wts: array<f32, 64>;
+
+fn score(qo: u32, ko: u32) -> f32 {
+    var d = 0.0;
+    for (var i = 0u; i < p.head_dim; i = i + 1u) {
+        d = d + round_f16(q[qo + i]) * k[ko + i];
+    }
+    return d * p.scale;
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -40,38 +55,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         start = pos + 1u - p.window;
     }
     let n = pos + 1u - start;
-    let sbase = row * (p.pos0 + p.n_tok);
     let qo = row * p.head_dim;
     let ks = p.n_head_kv * p.head_dim;
     let vs = p.n_head_kv * p.head_dim_v;
+    let k0 = kvh * p.head_dim;
+    let v0 = kvh * p.head_dim_v;
 
+    // Pass 1: running max and sum of exp(s - max) per invocation.
     var m = -3.4028235e38;
-    for (var j = lid; j < n; j = j + WG) {
-        let ko = (start + j) * ks + kvh * p.head_dim;
-        var d = 0.0;
-        for (var i = 0u; i < p.head_dim; i = i + 1u) {
-            d = d + quantizeToF16(q[qo + i]) * k[ko + i];
-        }
-        let s = d * p.scale;
-        sc[sbase + j] = s;
-        m = max(m, s);
-    }
-    let mx = wg_max(lid, m);
     var sum = 0.0;
     for (var j = lid; j < n; j = j + WG) {
-        let e = exp(sc[sbase + j] - mx);
-        sc[sbase + j] = e;
-        sum = sum + e;
-    }
-    let inv = 1.0 / wg_sum(lid, sum);
-    storageBarrier();
-    workgroupBarrier();
-    let oo = row * p.head_dim_v;
-    for (var i = lid; i < p.head_dim_v; i = i + WG) {
-        var acc = 0.0;
-        for (var j = 0u; j < n; j = j + 1u) {
-            acc = acc + quantizeToF16(sc[sbase + j] * inv) * v[(start + j) * vs + kvh * p.head_dim_v + i];
+        let s = score(qo, (start + j) * ks + k0);
+        if (s > m) {
+            sum = sum * exp(m - s) + 1.0;
+            m = s;
+        } else {
+            sum = sum + exp(s - m);
         }
-        out[oo + i] = acc;
+    }
+    let mx = wg_max(lid, m);
+    let inv = 1.0 / wg_sum(lid, sum * exp(m - mx));
+
+    // Pass 2: tiles of WG keys.
+    var acc: array<f32, 8>;
+    for (var j0 = 0u; j0 < n; j0 = j0 + WG) {
+        let j = j0 + lid;
+        var w = 0.0;
+        if (j < n) {
+            w = round_f16(exp(score(qo, (start + j) * ks + k0) - mx) * inv);
+        }
+        wts[lid] = w;
+        workgroupBarrier();
+        let nt = min(WG, n - j0);
+        for (var c = 0u; c < 8u; c = c + 1u) {
+            let d = lid + c * WG;
+            if (d < p.head_dim_v) {
+                var a = acc[c];
+                for (var jj = 0u; jj < nt; jj = jj + 1u) {
+                    a = a + wts[jj] * v[(start + j0 + jj) * vs + v0 + d];
+                }
+                acc[c] = a;
+            }
+        }
+        workgroupBarrier();
+    }
+    let oo = row * p.head_dim_v;
+    for (var c = 0u; c < 8u; c = c + 1u) {
+        let d = lid + c * WG;
+        if (d < p.head_dim_v) {
+            out[oo + d] = acc[c];
+        }
     }
 }

@@ -2,6 +2,8 @@
 // on the f16-rounded input with the result rounded to f16, saturating outside (-10, 10);
 // kind 1: SiLU.
 
+#include "common/round_f16.wgsl"
+
 struct Params {
     n: u32,
     kind: u32,
@@ -33,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         } else if (g >= 10.0) {
             a = g;
         } else {
-            a = quantizeToF16(gelu(quantizeToF16(g)));
+            a = round_f16(gelu(round_f16(g)));
         }
     } else {
         a = g / (1.0 + exp(-g));

@@ -1,6 +1,8 @@
 // Append rows to a cache buffer at position `pos`: cache[pos * width + i] = f16-rounded src[i], the
 // precision of llama.cpp's default f16 cache (and of crate::model::kv_cache).
 
+#include "common/round_f16.wgsl"
+
 struct Params {
     n: u32,          // elements to store (n_tok * width)
     dst_off: u32,    // pos * width
@@ -18,5 +20,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.n) {
         return;
     }
-    dst[p.dst_off + i] = quantizeToF16(src[i]);
+    dst[p.dst_off + i] = round_f16(src[i]);
 }

@@ -328,6 +328,9 @@ fn attention_matches_cpu() {
         (4, 2, 72, 0, 13, Some(5)),
         (4, 2, 72, 20, 13, Some(9)),
         (8, 2, 64, 100, 70, Some(64)),
+        // Gemma 3's head size, keys in several tiles of 64, a 512 window over 600 positions
+        (4, 1, 256, 600, 3, Some(512)),
+        (4, 1, 256, 0, 70, None),
     ];
     for (n_head, n_head_kv, hd, pos0, n_tok, window) in cases {
         let p = AttnParams {
@@ -349,29 +352,29 @@ fn attention_matches_cpu() {
             .map(|v| v * 3.0)
             .collect();
         let (gq, gk, gv) = (input(&gpu, &q), input(&gpu, &keys), input(&gpu, &vals));
-        let scores = GpuTensor::zeros(&gpu, n_tok * n_head * n_kv, "scores").unwrap();
         let out = output(&gpu, n_tok * n_head * hd);
-        run(&gpu, |b| {
-            b.attention(&p, &gq, &gk, &gv, &scores, pos0, n_tok, &out)
-        });
+        run(&gpu, |b| b.attention(&p, &gq, &gk, &gv, pos0, n_tok, &out));
         let got = read(&gpu, &out, n_tok * n_head * hd, "attention");
         let mut want = vec![0.0f32; n_tok * n_head * hd];
-        attention(&pool, &p, &q, &keys, &vals, pos0, n_tok, &mut want);
+        attention(&pool, &p, &q, &keys, &vals, pos0, &mut want);
         let what =
             format!("attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?}");
         check(&got, &want, 1e-6, &what);
     }
 }
 
-/// Storing into the cache rounds to f16 exactly as the CPU cache does, at the given position only.
+/// Storing into the cache rounds to f16 exactly as the CPU cache does (subnormals included), at
+/// the given position only.
 #[test]
 fn kv_store_rounds_to_f16_at_position() {
     let Some(gpu) = open() else { return };
     let (width, n_tok, pos, cap) = (72, 3, 5, 11);
-    let src: Vec<f32> = values(width * n_tok, 21)
+    let mut src: Vec<f32> = values(width * n_tok, 21)
         .iter()
         .map(|v| v * 100.0)
         .collect();
+    // f16 subnormals (below 2^-14) must be kept, not flushed, as the CPU cache keeps them.
+    src[..4].copy_from_slice(&[3.1e-6, -1.0e-7, 6.0e-5, 2.9e-8]);
     let gs = input(&gpu, &src);
     let cache = output(&gpu, cap * width);
     run(&gpu, |b| b.kv_store(&gs, &cache, pos, width, n_tok));

@@ -215,12 +215,20 @@ impl GpuMatrix {
         while row0 < m {
             let rows = max_rows.min(m - row0);
             let size = ((rows * row_bytes).div_ceil(4) + 1) * 4;
+            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
             let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
                 size: size as u64,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: true,
             });
+            if pollster::block_on(scope.pop()).is_some() {
+                return Err(GpuError::OutOfMemory {
+                    what: name.to_string(),
+                    bytes: size as u64,
+                    adapter: gpu.adapter_name().to_string(),
+                });
+            }
             {
                 let mut view = buf
                     .get_mapped_range_mut(..)

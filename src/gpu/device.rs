@@ -44,6 +44,12 @@ pub enum GpuError {
         limit: u64,
         adapter: String,
     },
+    #[error("GPU adapter {adapter} is out of memory allocating {bytes} bytes for {what}: the model does not fit; use --device cpu")]
+    OutOfMemory {
+        what: String,
+        bytes: u64,
+        adapter: String,
+    },
     #[error("{what}: {msg}")]
     Shape { what: String, msg: String },
     #[error(transparent)]

@@ -16,6 +16,9 @@ use crate::cpu::ops::RopeStyle;
 /// Rows of activations one matmul workgroup shares a decoded weight row among (shaders/matmul.wgsl's TT).
 const MATMUL_TOKENS: usize = 8;
 
+/// Widest value head the attention kernel holds (8 output dims per invocation of 64).
+const MAX_HEAD_DIM_V: usize = 512;
+
 /// Which gated activation `glu` applies to the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Glu {
@@ -366,8 +369,8 @@ impl<'g> Batch<'g> {
     }
 
     /// Attention of `n_tok` query rows `q` (positions `pos0..`) over `keys`/`values` holding
-    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. `scores` is scratch of
-    /// at least `n_tok * n_head * (pos0 + n_tok)` elements.
+    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. Needs no scratch: the
+    /// kernel makes two passes over the keys instead of storing the scores.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -375,7 +378,6 @@ impl<'g> Batch<'g> {
         q: &GpuTensor,
         keys: &GpuTensor,
         values: &GpuTensor,
-        scores: &GpuTensor,
         pos0: usize,
         n_tok: usize,
         out: &GpuTensor,
@@ -394,9 +396,20 @@ impl<'g> Batch<'g> {
             values,
             n_kv * p.n_head_kv * p.head_dim_v,
         )?;
-        need("attention scores", scores, n_tok * p.n_head * n_kv)?;
         need("attention output", out, n_tok * p.n_head * p.head_dim_v)?;
-        u32_of("attention scores", n_tok * p.n_head * n_kv)?;
+        if p.head_dim_v > MAX_HEAD_DIM_V {
+            return Err(GpuError::Shape {
+                what: "attention".into(),
+                msg: format!(
+                    "value heads of {} exceed the kernel's {MAX_HEAD_DIM_V}",
+                    p.head_dim_v
+                ),
+            });
+        }
+        u32_of(
+            "attention keys",
+            n_kv * p.n_head_kv * p.head_dim.max(p.head_dim_v),
+        )?;
         let u = AttnUniform {
             n_head: u32_of("n_head", p.n_head)?,
             n_head_kv: u32_of("n_head_kv", p.n_head_kv)?,
@@ -410,7 +423,7 @@ impl<'g> Batch<'g> {
         self.dispatch(
             plain(Kernel::Attention),
             &u,
-            &[&q.buf, &keys.buf, &values.buf, &scores.buf, &out.buf],
+            &[&q.buf, &keys.buf, &values.buf, &out.buf],
             n_tok * p.n_head,
         )
     }

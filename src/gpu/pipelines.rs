@@ -144,6 +144,7 @@ fn common(name: &str) -> Option<&'static str> {
     Some(match name {
         "common/bytes.wgsl" => include_str!("../../shaders/common/bytes.wgsl"),
         "common/reduce.wgsl" => include_str!("../../shaders/common/reduce.wgsl"),
+        "common/round_f16.wgsl" => include_str!("../../shaders/common/round_f16.wgsl"),
         _ => return None,
     })
 }
