@@ -567,3 +567,33 @@ fn lost_device_is_an_error_not_a_panic() {
         read.map(|v| v.len())
     );
 }
+
+/// `infer devices` lists every adapter wgpu finds, numbered as `--device gpu:N` counts them, with
+/// backend, type and the storage-binding limit that decides how weights are split.
+#[test]
+fn devices_command_lists_every_adapter() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infer"))
+        .arg("devices")
+        .output()
+        .expect("infer runs");
+    assert!(out.status.success(), "infer devices failed: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let list = infer::gpu::device::list_adapters();
+    if list.is_empty() {
+        assert!(text.contains("no GPU adapters found"), "{text}");
+        return;
+    }
+    for a in &list {
+        assert!(
+            text.contains(&format!("gpu:{}  {}", a.index, a.name)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&a.backend) && text.contains(&a.device_type),
+            "{text}"
+        );
+        let bind = format!("max storage bind {} MiB", a.max_storage_binding >> 20);
+        assert!(text.contains(&bind), "{text}");
+    }
+    assert!(!text.contains(&format!("gpu:{}", list.len())), "{text}");
+}
