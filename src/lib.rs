@@ -13,5 +13,6 @@ pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod sample;
+pub mod spec;
 pub mod tokenizer;
 pub mod ui;

@@ -1,0 +1,399 @@
+//! The speculative generation loop: draft, verify, emit, roll back, adapt.
+//!
+//! Invariant between steps: `history` is the prompt plus every emitted token; the target's cache
+//! holds all of it but the last token, and the draft's cache holds a prefix of it (it sits out
+//! steps when drafting does not pay, and catches up when it drafts again). The first step starts
+//! right after the prompt, so even the first generated token goes through verification.
+//!
+//! All randomness of a run (draft draws, acceptance uniforms, residual and bonus draws) comes
+//! from one [`Rng`] seeded with the target's sampling seed, consumed in that order within a step,
+//! so a seed fixes the output. Greedy decoding draws nothing.
+
+use super::chain::Chain;
+use super::proposer::{DraftLimits, Drafted, Proposer};
+use super::verifier::Verifier;
+use super::SpecError;
+use crate::model::Model;
+use crate::sample::{Rng, SamplerParams};
+use std::time::{Duration, Instant};
+
+/// The `--draft-*` settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpecParams {
+    /// `--draft-max`: most tokens drafted per step.
+    pub n_max: usize,
+    /// `--draft-min`: a draft shorter than this is dropped and the step decodes plainly.
+    pub n_min: usize,
+    /// `--draft-p-min`: stop drafting when the draft's top probability is below this.
+    pub p_min: f32,
+}
+
+impl Default for SpecParams {
+    /// llama.cpp's defaults (`common_params_speculative`).
+    fn default() -> Self {
+        SpecParams {
+            n_max: 16,
+            n_min: 0,
+            p_min: 0.75,
+        }
+    }
+}
+
+/// Counters of one or more runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpecStats {
+    /// Tokens the draft proposed (and the target checked).
+    pub drafted: usize,
+    /// Drafted tokens the target kept.
+    pub accepted: usize,
+    /// Verification forwards with at least one drafted token.
+    pub spec_steps: usize,
+    /// Steps decoded without a draft (draft sitting out, or a draft shorter than `--draft-min`).
+    pub plain_steps: usize,
+    /// The draft length used at each speculative step, in order.
+    pub lengths: Vec<usize>,
+}
+
+impl SpecStats {
+    pub fn acceptance(&self) -> f64 {
+        if self.drafted == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.drafted as f64
+        }
+    }
+}
+
+/// Why generation ended (the same cases as `infer run`'s plain loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The target produced an end-of-generation token (not counted, not passed on).
+    Eog,
+    /// `n_predict` tokens were generated.
+    Limit,
+    /// The token callback asked to stop.
+    Stopped,
+    /// The next token would not fit the context.
+    ContextFull,
+}
+
+/// What one [`Speculator::generate`] call did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub tokens: Vec<u32>,
+    pub end: End,
+    pub t_prompt: Duration,
+    pub t_gen: Duration,
+    /// This run's counters.
+    pub stats: SpecStats,
+}
+
+/// Exponential moving average; `None` until the first sample.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ema(Option<f64>);
+
+impl Ema {
+    const WEIGHT: f64 = 0.3;
+    fn add(&mut self, x: f64) {
+        self.0 = Some(self.0.map_or(x, |m| m + Self::WEIGHT * (x - m)));
+    }
+}
+
+/// The adaptive draft length. Length follows acceptance: after a fully accepted draft it grows
+/// by half (at least one), after a rejection it drops to one more than what was kept. On top,
+/// whether to draft at all follows measured speed: tokens per second of speculative steps vs
+/// plain steps. When speculating is slower (or, before any plain step was timed, when fewer
+/// than half a token per step is accepted), the draft sits out a cool-down of plain steps that
+/// doubles each time speculation still does not pay on the next try (8 → 256), so a useless
+/// draft costs a few percent at most, while a draft that starts to agree again is noticed.
+#[derive(Clone, Debug)]
+struct Adapt {
+    n_max: usize,
+    n_cur: usize,
+    spec_rate: Ema,
+    plain_rate: Ema,
+    accepted_per_step: Ema,
+    plain_left: usize,
+    cooldown: usize,
+    since_probe: usize,
+}
+
+impl Adapt {
+    const COOLDOWN_MIN: usize = 8;
+    const COOLDOWN_MAX: usize = 256;
+    /// Speculative steps timed before deciding that they do not pay.
+    const PROBE_STEPS: usize = 3;
+
+    fn new(n_max: usize) -> Adapt {
+        Adapt {
+            n_max,
+            n_cur: n_max,
+            spec_rate: Ema::default(),
+            plain_rate: Ema::default(),
+            accepted_per_step: Ema::default(),
+            plain_left: 0,
+            cooldown: Self::COOLDOWN_MIN,
+            since_probe: 0,
+        }
+    }
+
+    /// Draft length for the next step; 0 = decode plainly.
+    fn next_len(&mut self) -> usize {
+        if self.plain_left > 0 {
+            self.plain_left -= 1;
+            return 0;
+        }
+        self.n_cur
+    }
+
+    fn after_plain(&mut self, secs: f64) {
+        if secs > 0.0 {
+            self.plain_rate.add(1.0 / secs);
+        }
+        if self.plain_left == 0 {
+            self.since_probe = 0;
+        }
+    }
+
+    fn after_spec(&mut self, drafted: usize, accepted: usize, secs: f64) {
+        self.n_cur = if accepted == drafted {
+            (self.n_cur + (self.n_cur / 2).max(1)).min(self.n_max)
+        } else {
+            (accepted + 1).min(self.n_max)
+        };
+        if secs > 0.0 {
+            self.spec_rate.add((accepted + 1) as f64 / secs);
+        }
+        self.accepted_per_step.add(accepted as f64);
+        self.since_probe += 1;
+        if self.since_probe < Self::PROBE_STEPS {
+            return;
+        }
+        let pays = match (self.spec_rate.0, self.plain_rate.0) {
+            (Some(s), Some(p)) => s >= p,
+            _ => self.accepted_per_step.0.is_some_and(|a| a >= 0.5),
+        };
+        if pays {
+            self.cooldown = Self::COOLDOWN_MIN;
+        } else {
+            self.plain_left = self.cooldown;
+            self.cooldown = (self.cooldown * 2).min(Self::COOLDOWN_MAX);
+            // The next try starts from a short draft and a fresh measurement.
+            self.n_cur = 1;
+            self.spec_rate = Ema::default();
+            self.accepted_per_step = Ema::default();
+        }
+    }
+}
+
+/// A target model and a draft model, each with its own cache, generating one sequence.
+pub struct Speculator<'m, 'g> {
+    proposer: Proposer<'m, 'g>,
+    verifier: Verifier<'m, 'g>,
+    n_vocab_target: usize,
+    params: SpecParams,
+    rng: Rng,
+    /// The prompt and tokens of the last run: what the caches may still hold a prefix of.
+    history: Vec<u32>,
+    drafts: Vec<Drafted>,
+}
+
+impl<'m, 'g> Speculator<'m, 'g> {
+    /// Both models get a cache of `n_ctx` positions. The caller has checked that the
+    /// vocabularies are compatible ([`super::check_vocab`]); `draft_sampling` is the chain the
+    /// draft draws its proposals from (any chain keeps the output exact; one close to the
+    /// target's gets more accepted).
+    pub fn new(
+        target: &'m Model<'g>,
+        draft: &'m Model<'g>,
+        n_ctx: usize,
+        target_sampling: SamplerParams,
+        draft_sampling: SamplerParams,
+        params: SpecParams,
+    ) -> Result<Self, SpecError> {
+        if params.n_max == 0 {
+            return Err(SpecError::Params("--draft-max must be at least 1".into()));
+        }
+        if params.n_min > params.n_max {
+            return Err(SpecError::Params(format!(
+                "--draft-min {} is larger than --draft-max {}",
+                params.n_min, params.n_max
+            )));
+        }
+        if !(0.0..=1.0).contains(&params.p_min) {
+            return Err(SpecError::Params(format!(
+                "--draft-p-min must be in [0, 1], got {}",
+                params.p_min
+            )));
+        }
+        let rng = Rng::new(target_sampling.seed);
+        Ok(Speculator {
+            proposer: Proposer::new(draft, draft.new_state(n_ctx)?, Chain::new(draft_sampling)),
+            verifier: Verifier::new(
+                target,
+                target.new_state(n_ctx)?,
+                Chain::new(target_sampling),
+            ),
+            n_vocab_target: target.hparams().n_vocab,
+            params,
+            rng,
+            history: Vec::new(),
+            drafts: Vec::new(),
+        })
+    }
+
+    /// Restarts the random stream (as a new `--seed`).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// Generates after `prompt` until an end-of-generation token, `n_predict` tokens, a `false`
+    /// from `on_token` (called with each token as soon as it is final), or a full context. The
+    /// caches keep whatever prefix they share with the previous run's prompt.
+    pub fn generate<E: From<SpecError>>(
+        &mut self,
+        prompt: &[u32],
+        n_predict: Option<usize>,
+        is_eog: &dyn Fn(u32) -> bool,
+        mut on_token: impl FnMut(u32) -> Result<bool, E>,
+    ) -> Result<Outcome, E> {
+        let n_ctx = self.verifier.n_ctx();
+        if prompt.is_empty() {
+            return Err(SpecError::EmptyPrompt.into());
+        }
+        if prompt.len() >= n_ctx {
+            return Err(SpecError::PromptTooLong {
+                n_prompt: prompt.len(),
+                n_ctx,
+            }
+            .into());
+        }
+        let t0 = Instant::now();
+        let common = self
+            .history
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.verifier.truncate(common);
+        self.proposer.truncate(common);
+        let body = &prompt[..prompt.len() - 1];
+        self.verifier
+            .feed(&body[self.verifier.cached()..])
+            .map_err(SpecError::from)?;
+        self.proposer
+            .feed(&body[self.proposer.cached()..])
+            .map_err(SpecError::from)?;
+        let t_prompt = t0.elapsed();
+
+        let mut history = std::mem::take(&mut self.history);
+        history.clear();
+        history.extend_from_slice(prompt);
+        let mut out = Outcome {
+            tokens: Vec::new(),
+            end: End::Limit,
+            t_prompt,
+            t_gen: Duration::ZERO,
+            stats: SpecStats::default(),
+        };
+        let mut adapt = Adapt::new(self.params.n_max);
+        let t1 = Instant::now();
+        let result = self.run(
+            &mut history,
+            n_predict,
+            is_eog,
+            &mut on_token,
+            &mut adapt,
+            &mut out,
+        );
+        out.t_gen = t1.elapsed();
+        self.history = history;
+        result.map(|end| {
+            out.end = end;
+            out
+        })
+    }
+
+    fn run<E: From<SpecError>>(
+        &mut self,
+        history: &mut Vec<u32>,
+        n_predict: Option<usize>,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut impl FnMut(u32) -> Result<bool, E>,
+        adapt: &mut Adapt,
+        out: &mut Outcome,
+    ) -> Result<End, E> {
+        let n_ctx = self.verifier.n_ctx();
+        loop {
+            let left = n_predict.map_or(usize::MAX, |l| l.saturating_sub(out.tokens.len()));
+            if left == 0 {
+                return Ok(End::Limit);
+            }
+            // Room: the verify batch (last token + drafts) must fit the target's context, and
+            // drafts beyond what may still be emitted would be wasted.
+            let room = (n_ctx - history.len()).min(left);
+            let want = adapt.next_len().min(room);
+            let t = Instant::now();
+            let mut catch_up = Duration::ZERO;
+            self.drafts.clear();
+            if want > 0 {
+                let lim = DraftLimits {
+                    n: want,
+                    p_min: self.params.p_min,
+                    n_vocab_target: self.n_vocab_target,
+                };
+                catch_up = self
+                    .proposer
+                    .propose(history, lim, is_eog, &mut self.rng, &mut self.drafts)
+                    .map_err(SpecError::from)?;
+                if self.drafts.len() < self.params.n_min {
+                    self.drafts.clear();
+                }
+            }
+            let v = self
+                .verifier
+                .verify(history, &self.drafts, &mut self.rng)
+                .map_err(SpecError::from)?
+                .ok_or(SpecError::NoCandidates)?;
+            let secs = t.elapsed().saturating_sub(catch_up).as_secs_f64();
+            let k = self.drafts.len();
+            if k > 0 {
+                out.stats.drafted += k;
+                out.stats.accepted += v.accepted;
+                out.stats.spec_steps += 1;
+                out.stats.lengths.push(k);
+                adapt.after_spec(k, v.accepted, secs);
+            } else {
+                out.stats.plain_steps += 1;
+                adapt.after_plain(secs);
+            }
+            // The draft cache holds history + drafts[..k-1]; keep what is still history.
+            let draft_valid = history.len() + v.accepted.min(k.saturating_sub(1));
+            if self.proposer.cached() > draft_valid {
+                self.proposer.truncate(draft_valid);
+            }
+            let emitted = self.drafts[..v.accepted]
+                .iter()
+                .map(|d| d.id)
+                .chain([v.next]);
+            for id in emitted {
+                if is_eog(id) {
+                    return Ok(End::Eog);
+                }
+                history.push(id);
+                out.tokens.push(id);
+                if !on_token(id)? {
+                    return Ok(End::Stopped);
+                }
+                if n_predict.is_some_and(|l| out.tokens.len() >= l) {
+                    return Ok(End::Limit);
+                }
+                // Evaluating this token would need position `history.len() - 1`.
+                if history.len() > n_ctx {
+                    return Ok(End::ContextFull);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Speculative decoding: a small draft model proposes tokens, the target checks them all in one
+//! batched forward, and the output is exactly the target's (identical text when greedy, the same
+//! distribution when sampling). `proposer` drafts, `verifier` checks and rolls the target's cache
+//! back, `acceptance` is the pure sampling rule, `chain` the sampler chain as a distribution,
+//! `compat` the vocabulary check, `driver` the loop with its adaptive draft length.
+//!
+//! This module drives `model` and `sample` through their public interfaces; it changes neither.
+
+pub mod acceptance;
+pub mod chain;
+pub mod compat;
+pub mod driver;
+pub mod proposer;
+pub mod verifier;
+
+pub use compat::check_vocab;
+pub use driver::{End, Outcome, SpecParams, SpecStats, Speculator};
+
+use crate::model::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("draft model {draft} cannot draft for target {target}: {why}")]
+    Incompatible {
+        target: String,
+        draft: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Params(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("the prompt is empty (no tokens to start from)")]
+    EmptyPrompt,
+    #[error("the prompt is {n_prompt} tokens but the context holds {n_ctx} (-c); it must leave room to generate")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("the target's sampler chain left no token to choose from")]
+    NoCandidates,
+}

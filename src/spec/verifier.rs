@@ -1,0 +1,124 @@
+//! The target side: one batched forward scores the last emitted token and every drafted token
+//! (the prefill path, `all_logits`), then the drafts are checked in order. Greedy: a draft is kept
+//! while it equals the target's own greedy choice, so the text is the target's alone. Sampling:
+//! the rule of [`super::acceptance`]. The first rejected position emits the target's replacement;
+//! when every draft is kept the last row gives one more token for free. The target's cache is
+//! rolled back to the kept tokens.
+
+use super::acceptance::{self, Verdict};
+use super::chain::Chain;
+use super::proposer::Drafted;
+use crate::model::{Model, ModelError, State};
+use crate::sample::Rng;
+
+/// What one verification produced: `drafted[..accepted]` then `next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub accepted: usize,
+    pub next: u32,
+}
+
+pub struct Verifier<'m, 'g> {
+    model: &'m Model<'g>,
+    state: State,
+    chain: Chain,
+    batch: Vec<u32>,
+}
+
+impl<'m, 'g> Verifier<'m, 'g> {
+    pub fn new(model: &'m Model<'g>, state: State, chain: Chain) -> Self {
+        Verifier {
+            model,
+            state,
+            chain,
+            batch: Vec::new(),
+        }
+    }
+
+    pub fn cached(&self) -> usize {
+        self.state.len()
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.state.n_ctx()
+    }
+
+    pub fn truncate(&mut self, n: usize) {
+        self.state.truncate(n);
+    }
+
+    /// Evaluates `tokens` without sampling (prompt prefill).
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+        if !tokens.is_empty() {
+            self.model.forward(&mut self.state, tokens, false)?;
+        }
+        Ok(())
+    }
+
+    /// Scores `drafted` after `history`, whose last token the cache does not hold yet (the cache
+    /// holds `history.len() - 1` positions). Afterwards the cache holds `history` plus the
+    /// accepted drafts. `history` is restored before returning. Draws come from `rng`: one
+    /// acceptance uniform per checked draft (sampling only), one more on a rejection or for the
+    /// bonus token.
+    pub fn verify(
+        &mut self,
+        history: &mut Vec<u32>,
+        drafted: &[Drafted],
+        rng: &mut Rng,
+    ) -> Result<Option<Verified>, ModelError> {
+        let base = history.len();
+        debug_assert_eq!(
+            self.state.len() + 1,
+            base,
+            "target cache must lag by one token"
+        );
+        self.batch.clear();
+        self.batch.extend_from_slice(&history[base - 1..]);
+        self.batch.extend(drafted.iter().map(|d| d.id));
+        let logits = self
+            .model
+            .forward(&mut self.state, &self.batch, !drafted.is_empty())?;
+        let n_vocab = logits.len() / self.batch.len();
+        let mut result = None;
+        for (j, row) in logits.chunks_exact(n_vocab).enumerate() {
+            let Some(d) = drafted.get(j) else {
+                // Every draft was kept: the last row's token is a bonus.
+                let next = if self.chain.greedy() {
+                    self.chain.argmax(row, history)
+                } else {
+                    self.chain.dist(row, history).draw(rng.next_f64())
+                };
+                result = next.map(|next| Verified { accepted: j, next });
+                break;
+            };
+            let verdict = if self.chain.greedy() {
+                match self.chain.argmax(row, history) {
+                    Some(t) if t == d.id => Some(Verdict::Accept),
+                    other => other.map(Verdict::Reject),
+                }
+            } else {
+                let p = self.chain.dist(row, history);
+                let u = rng.next_f64();
+                if acceptance::accepts(&p, &d.q, d.id, u) {
+                    Some(Verdict::Accept)
+                } else {
+                    acceptance::residual(&p, &d.q)
+                        .draw(rng.next_f64())
+                        .map(Verdict::Reject)
+                }
+            };
+            match verdict {
+                Some(Verdict::Accept) => history.push(d.id),
+                Some(Verdict::Reject(next)) => {
+                    result = Some(Verified { accepted: j, next });
+                    break;
+                }
+                None => break,
+            }
+        }
+        history.truncate(base);
+        let kept = result.map_or(0, |v| v.accepted);
+        self.state.truncate(base + kept);
+        Ok(result)
+    }
+}
