@@ -530,8 +530,14 @@ impl Session<'_, '_> {
             )),
             End::Eog | End::Stop => {}
         }
-        self.messages
-            .push(Message::new(Role::Assistant, gen.text.clone()));
+        if gen.end == End::Interrupted && gen.tokens.is_empty() {
+            // Stopped before any reply: the message stays unanswered (and in the history), so
+            // the conversation does not carry an empty assistant turn.
+            self.messages.pop();
+        } else {
+            self.messages
+                .push(Message::new(Role::Assistant, gen.text.clone()));
+        }
         if self.verbose {
             ui::note(&stats_line(&gen));
         }
