@@ -179,3 +179,76 @@ fn unknown_template_name_lists_the_builtins() {
         "{e}"
     );
 }
+
+/// Gemma 3's template as Google ships it with the instruction-tuned models (text-only branch):
+/// system text folded into the first user turn, alternation enforced with raise_exception.
+const GEMMA3_JINJA: &str = r#"{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"#;
+
+#[test]
+fn gemma3_jinja_equals_llama_cpp_gemma_and_writes_bos_once() {
+    let Some((g, tok)) = model() else { return };
+    let path = write_template("gemma3.jinja", GEMMA3_JINJA);
+    let t =
+        ChatTemplate::for_model(&g, &tok, Some(path.to_str().expect("utf-8"))).expect("compiles");
+    // The conversations whose system text has no surrounding spaces (llama.cpp trims it, this
+    // template does not) and whose roles alternate (this template insists).
+    let mut n = 0;
+    for conv in conversations() {
+        if conv
+            .iter()
+            .any(|m| m.role == Role::System && m.content.trim() != m.content)
+        {
+            continue;
+        }
+        for add in [true, false] {
+            let r = t.render(&conv, add);
+            assert!(r.warning.is_none(), "{:?}", r.warning);
+            let theirs = apply_template("gemma", &pairs(&conv), add).expect("gemma");
+            assert_eq!(
+                joined(&r.parts),
+                format!("<bos>{theirs}"),
+                "add={add} {conv:?}"
+            );
+            n += 1;
+        }
+        let (ids, _) = t.tokens(&tok, &conv, true);
+        let bos = tok.bos().expect("bos");
+        assert_eq!(ids.iter().filter(|&&i| i == bos).count(), 1, "{ids:?}");
+        assert_eq!(ids[0], bos);
+        // Same ids as the built-in gemma format, which adds BOS itself.
+        let (builtin, _) = ChatTemplate::builtin(Builtin::Gemma).tokens(&tok, &conv, true);
+        assert_eq!(ids, builtin);
+    }
+    assert_eq!(n, 6);
+    // Roles that do not alternate: the template's own exception, and the gemma fallback.
+    let bad = vec![Message::new(Role::User, "a"), Message::new(Role::User, "b")];
+    let r = t.render(&bad, true);
+    let w = r.warning.expect("raise_exception");
+    assert!(w.contains("must alternate") && w.contains("'gemma'"), "{w}");
+}
