@@ -176,3 +176,28 @@ fn chat_mode_uses_the_template_and_hides_special_tokens() {
     let text = recs[0]["completion"].as_str().expect("text");
     assert!(!text.contains("<end_of_turn>") && !text.contains("<start_of_turn>"));
 }
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let Some(model) = model_path() else { return };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infer"))
+        .arg("batch")
+        .arg(&model)
+        .args(["-n", "2", "--temp", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"one\ntwo\nthree\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error"), "{err}");
+}

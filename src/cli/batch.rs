@@ -178,8 +178,11 @@ pub fn run(args: Args) -> Result<()> {
                 json!({ "id": id, "line": job.line_no, "error": why })
             }
         };
-        serde_json::to_writer(&mut out, &value)?;
-        out.write_all(b"\n")?;
+        // Serialised first so that a closed stdout surfaces as the io::Error main recognises
+        // (serde_json's writer error hides it).
+        let mut line = serde_json::to_string(&value)?;
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
         out.flush()?;
         bar.inc(1);
     }
