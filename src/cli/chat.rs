@@ -18,7 +18,6 @@ use rustyline::error::ReadlineError;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Context size when `-c` is not given (or the model's training context, if smaller).
 const DEFAULT_CTX: usize = 4096;
@@ -246,7 +245,7 @@ fn repl(s: &mut Session, args: &Args) -> Result<()> {
     let prompt = ui::paint(color, Style::Bold, ">>> ");
     let more = ui::paint(color, Style::Dim, "... ");
     ui::note("Type a message, /help for commands, Ctrl-D or /bye to leave.");
-    let saved_err = Arc::new(AtomicBool::new(false));
+    let mut history_failed = false;
     loop {
         let line = match rl.readline(&prompt) {
             Ok(l) => l,
@@ -266,7 +265,7 @@ fn repl(s: &mut Session, args: &Args) -> Result<()> {
         let _ = rl.add_history_entry(text.as_str());
         if let Some(h) = &history {
             if let Err(e) = save_history(&mut rl, h) {
-                if !saved_err.swap(true, Ordering::Relaxed) {
+                if !std::mem::replace(&mut history_failed, true) {
                     ui::warn(&format!("cannot save the history to {}: {e}", h.display()));
                 }
             }
