@@ -70,8 +70,12 @@ pub fn rope(x: &mut [f32], head_dim: usize, n_rot: usize, style: RopeStyle, cos_
                 RopeStyle::Neox => (i, i + half),
             };
             let (x0, x1) = (head[a], head[b]);
-            head[a] = x0 * c - x1 * s;
-            head[b] = x0 * s + x1 * c;
+            // ggml-cpu's C is built with FMA contraction: the first product of each expression
+            // is fused with the sum, the second is rounded on its own. Rounding the same way keeps
+            // Q and K bit-identical to llama.cpp's, which matters because they are rounded to f16
+            // for the attention products next.
+            head[a] = x0.mul_add(c, -(x1 * s));
+            head[b] = x0.mul_add(s, x1 * c);
         }
     }
 }
