@@ -5,7 +5,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::ops::softmax_inplace;
+use super::ops::{ggml_expf, hsum8};
 use super::Pool;
 
 /// Shape and masking of one attention layer.
@@ -46,55 +46,142 @@ pub fn attention(
     let group = p.n_head / p.n_head_kv;
     pool.install(|| {
         out.par_chunks_mut(hdv).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(scores, qh): &mut (Vec<f32>, Vec<f32>), (i, o)| {
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(scores, qh, acc): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, o)| {
                 let (t, h) = (i / p.n_head, i % p.n_head);
                 let kvh = h / group;
                 let pos = pos0 + t;
                 let start = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 qh.clear();
                 qh.extend(q[i * hd..(i + 1) * hd].iter().map(|&x| round_f16(x)));
-                scores.clear();
-                scores.extend((start..=pos).map(|j| {
-                    let kj = &keys[j * k_stride + kvh * hd..][..hd];
-                    dot(qh, kj) * p.scale
-                }));
-                softmax_inplace(scores);
-                o.fill(0.0);
-                for (j, &s) in (start..=pos).zip(scores.iter()) {
-                    axpy(o, round_f16(s), &values[j * v_stride + kvh * hdv..][..hdv]);
-                }
+                let head = Head {
+                    q: qh,
+                    keys: &keys[kvh * hd..],
+                    values: &values[kvh * hdv..],
+                    k_stride,
+                    v_stride,
+                    start,
+                    pos,
+                    scale: p.scale,
+                };
+                head.run(scores, acc, o);
             },
         );
     });
+}
+
+/// One query head against the visible keys `start..=pos` of its KV head.
+///
+/// The arithmetic is that of llama.cpp's CPU graph without flash attention, lane for lane, because
+/// its results are rounded to f16 at two points (the query before `K q`, the softmax weights
+/// before `V w`) and a last-bit difference there can flip a rounding that later layers amplify:
+/// both products run through llamafile's tinyBLAS (`k % 8 == 0`), which keeps eight FMA lanes
+/// along the summed dimension (lane = index mod 8, counted from cache cell 0) and adds them with
+/// `hsum8`; the softmax (`ggml_vec_soft_max_f32`) takes `ggml_expf` of eight cells at a time and
+/// adds each group's `hsum8` into an f64 sum. Cells of this sequence are its positions (one
+/// sequence, filled from 0, no ring wrap-around), and masked cells add exact zeros.
+struct Head<'a> {
+    q: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    k_stride: usize,
+    v_stride: usize,
+    start: usize,
+    pos: usize,
+    scale: f32,
+}
+
+impl Head<'_> {
+    fn run(&self, scores: &mut Vec<f32>, acc: &mut Vec<f32>, o: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has FMA, the only feature `run_fma` is compiled for.
+            unsafe { self.run_fma(scores, acc, o) };
+            return;
+        }
+        self.run_body(scores, acc, o);
+    }
+
+    /// `run_body` with hardware FMA for `mul_add` (same results, no libm call per element).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    unsafe fn run_fma(&self, scores: &mut Vec<f32>, acc: &mut Vec<f32>, o: &mut [f32]) {
+        self.run_body(scores, acc, o);
+    }
+
+    #[inline(always)]
+    fn run_body(&self, scores: &mut Vec<f32>, acc: &mut Vec<f32>, o: &mut [f32]) {
+        let (hd, hdv) = (self.q.len(), o.len());
+        scores.clear();
+        scores.extend((self.start..=self.pos).map(|j| {
+            let kj = &self.keys[j * self.k_stride..][..hd];
+            dot_lanes(self.q, kj) * self.scale
+        }));
+        softmax_lanes(scores, self.start);
+        // acc[d * 8 + lane]: the eight tinyBLAS lanes of output d.
+        acc.clear();
+        acc.resize(hdv * 8, 0.0);
+        for (j, &s) in (self.start..=self.pos).zip(scores.iter()) {
+            let w = round_f16(s);
+            let lane = j % 8;
+            let vj = &self.values[j * self.v_stride..][..hdv];
+            for (a, &v) in acc.chunks_exact_mut(8).zip(vj) {
+                a[lane] = w.mul_add(v, a[lane]);
+            }
+        }
+        for (od, a) in o.iter_mut().zip(acc.chunks_exact(8)) {
+            *od = hsum8(a.try_into().expect("chunks of 8"));
+        }
+    }
 }
 
 fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
-/// f32 dot product in eight independent lanes, which the compiler turns into SIMD.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// tinyBLAS's f32 dot product: eight FMA lanes over chunks of eight, then `hsum8`; a tail past a
+/// multiple of eight (never the case for real head sizes) is added after, in order.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
+    let tail = ac
         .remainder()
         .iter()
         .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+        .fold(0.0f32, |s, (x, y)| x.mul_add(*y, s));
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] = x[l].mul_add(y[l], acc[l]);
         }
     }
-    acc.iter().sum::<f32>() + tail
+    hsum8(&acc) + tail
 }
 
-/// `y += s * x`.
-fn axpy(y: &mut [f32], s: f32, x: &[f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += s * xi;
+/// In-place softmax of the scores of cells `start..start + x.len()` as ggml-cpu computes it: see
+/// [`Head`].
+#[inline(always)]
+fn softmax_lanes(x: &mut [f32], start: usize) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    let end = start + x.len();
+    let mut g = start - start % 8;
+    while g < end {
+        let mut lanes = [0.0f32; 8];
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let j = g + l;
+            if j >= start && j < end {
+                let e = ggml_expf(x[j - start] - max);
+                x[j - start] = e;
+                *lane = e;
+            }
+        }
+        sum += f64::from(hsum8(&lanes));
+        g += 8;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
     }
 }
 

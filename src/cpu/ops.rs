@@ -95,6 +95,43 @@ pub fn softmax_inplace(x: &mut [f32]) {
     }
 }
 
+/// ggml-cpu's vectorised `expf` (`ggml_v_expf` in vec.h, the AVX2 variant), one lane at a time:
+/// a degree-5 polynomial after range reduction by `ln 2`, with FMA at the same points. It differs
+/// from libm's `expf` in the last bit now and then; llama.cpp's softmax uses it, and the softmax
+/// weights are rounded to f16 next, so the same bits are needed to land on the same weights.
+pub fn ggml_expf(x: f32) -> f32 {
+    let c = |bits: u32| f32::from_bits(bits);
+    let r = 12_582_912.0f32; // 0x1.8p23
+    let z = x.mul_add(c(0x3FB8_AA3B), r); // log2(e)
+    let n = z - r;
+    let b = (-n).mul_add(c(0x35BF_BE8E), (-n).mul_add(c(0x3F31_7200), x)); // ln 2, hi and lo
+    let e = z.to_bits().wrapping_shl(23);
+    let k = c(e.wrapping_add(1.0f32.to_bits()));
+    let u = b * b;
+    let j = c(0x3C07_2010)
+        .mul_add(b, c(0x3D2B_9F17))
+        .mul_add(u, c(0x3E2A_AF33).mul_add(b, c(0x3EFF_FEDB)))
+        .mul_add(u, c(0x3F7F_FFF6) * b);
+    if n.abs() <= 126.0 {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = c(g.wrapping_add(0x7F00_0000));
+    let s2 = c(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// ggml's `hsum_float_8` (and tinyBLAS's `hsum`): the upper half of eight lanes added to the lower,
+/// then pairs two apart, then the last two.
+pub fn hsum8(l: &[f32; 8]) -> f32 {
+    let r = [l[4] + l[0], l[5] + l[1], l[6] + l[2], l[7] + l[3]];
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
 /// ggml's tanh approximation of GELU.
 pub fn gelu_f32(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -191,6 +228,17 @@ mod tests {
         // Norm rotates (x0, x1) together; Neox rotates (x0, x4).
         assert!((a[0] - (x[0] * cs[0] - x[1] * cs[1])).abs() < 1e-5);
         assert!((b[0] - (x[0] * cs[0] - x[4] * cs[1])).abs() < 1e-5);
+    }
+
+    #[test]
+    fn ggml_expf_is_within_two_ulp_of_exp_and_handles_the_edges() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.0437;
+            let (a, b) = (ggml_expf(x), x.exp());
+            assert!((a - b).abs() <= 2.5e-7 * b, "{x}: {a} vs {b}");
+        }
+        assert_eq!(ggml_expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(ggml_expf(0.0), 1.0);
     }
 
     #[test]
