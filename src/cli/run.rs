@@ -8,6 +8,7 @@
 use super::common;
 use crate::model::{Model, State};
 use crate::sample::{random_seed, Sampler, SamplerParams};
+use crate::spec;
 use crate::tokenizer::Utf8Stream;
 use anyhow::{bail, Result};
 use std::io::Write;
@@ -84,6 +85,19 @@ pub struct Args {
     /// Print model, hyper-parameter, thread and sampling details to stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Speculative decoding: a smaller model with the same vocabulary drafts tokens that this
+    /// model checks in one batch; same output, faster when the draft is cheap and often right.
+    #[arg(long = "draft", alias = "model-draft", value_name = "MODEL")]
+    pub draft: Option<PathBuf>,
+    /// Most tokens drafted per step (the length adapts below it).
+    #[arg(long = "draft-max", default_value_t = 16)]
+    pub draft_max: usize,
+    /// Drafts shorter than this are not checked.
+    #[arg(long = "draft-min", default_value_t = 0)]
+    pub draft_min: usize,
+    /// Stop drafting when the draft's top probability falls below P.
+    #[arg(long = "draft-p-min", default_value_t = 0.75)]
+    pub draft_p_min: f32,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -149,24 +163,63 @@ pub fn run(args: Args) -> Result<()> {
     }
     drop(err);
 
-    let mut sampler = Sampler::new(params);
-    let mut state = model.new_state(n_ctx)?;
     let mut text = TextOut::new(args.stop.clone());
     let mut out = std::io::stdout().lock();
-    let gen = generate(
-        &model,
-        &mut state,
-        &tokens,
-        &mut sampler,
-        |id| tok.is_eog(id),
-        args.n_predict,
-        |id| {
-            let (shown, stopped) = text.push(&tok.token_to_piece(id, false));
-            out.write_all(shown.as_bytes())?;
-            out.flush()?;
-            Ok(!stopped)
-        },
-    )?;
+    let on_token = |id| {
+        let (shown, stopped) = text.push(&tok.token_to_piece(id, false));
+        out.write_all(shown.as_bytes())?;
+        out.flush()?;
+        Ok(!stopped)
+    };
+    let gen = match &args.draft {
+        Some(path) => {
+            let target = spec::Target {
+                model: &model,
+                tok: &tok,
+                path: &args.model,
+            };
+            let draft = spec::DraftOptions {
+                path,
+                params: spec::SpecParams {
+                    n_max: args.draft_max,
+                    n_min: args.draft_min,
+                    p_min: args.draft_p_min,
+                },
+                n_threads: args.threads.unwrap_or(0),
+            };
+            let limit = usize::try_from(args.n_predict).ok();
+            let o = spec::generate_with_draft::<anyhow::Error>(
+                target, &draft, n_ctx, params, &tokens, limit, on_token,
+            )?;
+            eprintln!("\n{}", o.stats.summary(o.tokens.len(), o.t_gen));
+            let end = match o.end {
+                spec::End::Eog => End::Eog,
+                spec::End::Limit => End::Limit,
+                spec::End::Stopped => End::Stopped,
+                spec::End::ContextFull => End::ContextFull,
+            };
+            Generated {
+                n_generated: o.tokens.len(),
+                end,
+                t_prompt: o.t_prompt,
+                t_gen: o.t_gen,
+            }
+        }
+        None => {
+            let mut sampler = Sampler::new(params);
+            let mut state = model.new_state(n_ctx)?;
+            let is_eog = |id| tok.is_eog(id);
+            generate(
+                &model,
+                &mut state,
+                &tokens,
+                &mut sampler,
+                is_eog,
+                args.n_predict,
+                on_token,
+            )?
+        }
+    };
     out.write_all(text.finish().as_bytes())?;
     out.flush()?;
 

@@ -9,6 +9,7 @@
 //! from one [`Rng`] seeded with the target's sampling seed, consumed in that order within a step,
 //! so a seed fixes the output. Greedy decoding draws nothing.
 
+use super::adapt::Adapt;
 use super::chain::Chain;
 use super::proposer::{DraftLimits, Drafted, Proposer};
 use super::verifier::Verifier;
@@ -86,104 +87,6 @@ pub struct Outcome {
     pub t_gen: Duration,
     /// This run's counters.
     pub stats: SpecStats,
-}
-
-/// Exponential moving average; `None` until the first sample.
-#[derive(Clone, Copy, Debug, Default)]
-struct Ema(Option<f64>);
-
-impl Ema {
-    const WEIGHT: f64 = 0.3;
-    fn add(&mut self, x: f64) {
-        self.0 = Some(self.0.map_or(x, |m| m + Self::WEIGHT * (x - m)));
-    }
-}
-
-/// The adaptive draft length. Length follows acceptance: after a fully accepted draft it grows
-/// by half (at least one), after a rejection it drops to one more than what was kept. On top,
-/// whether to draft at all follows measured speed: tokens per second of speculative steps vs
-/// plain steps. When speculating is slower (or, before any plain step was timed, when fewer
-/// than half a token per step is accepted), the draft sits out a cool-down of plain steps that
-/// doubles each time speculation still does not pay on the next try (8 → 256), so a useless
-/// draft costs a few percent at most, while a draft that starts to agree again is noticed.
-#[derive(Clone, Debug)]
-struct Adapt {
-    n_max: usize,
-    n_cur: usize,
-    spec_rate: Ema,
-    plain_rate: Ema,
-    accepted_per_step: Ema,
-    plain_left: usize,
-    cooldown: usize,
-    since_probe: usize,
-}
-
-impl Adapt {
-    const COOLDOWN_MIN: usize = 8;
-    const COOLDOWN_MAX: usize = 256;
-    /// Speculative steps timed before deciding that they do not pay.
-    const PROBE_STEPS: usize = 3;
-
-    fn new(n_max: usize) -> Adapt {
-        Adapt {
-            n_max,
-            n_cur: n_max,
-            spec_rate: Ema::default(),
-            plain_rate: Ema::default(),
-            accepted_per_step: Ema::default(),
-            plain_left: 0,
-            cooldown: Self::COOLDOWN_MIN,
-            since_probe: 0,
-        }
-    }
-
-    /// Draft length for the next step; 0 = decode plainly.
-    fn next_len(&mut self) -> usize {
-        if self.plain_left > 0 {
-            self.plain_left -= 1;
-            return 0;
-        }
-        self.n_cur
-    }
-
-    fn after_plain(&mut self, secs: f64) {
-        if secs > 0.0 {
-            self.plain_rate.add(1.0 / secs);
-        }
-        if self.plain_left == 0 {
-            self.since_probe = 0;
-        }
-    }
-
-    fn after_spec(&mut self, drafted: usize, accepted: usize, secs: f64) {
-        self.n_cur = if accepted == drafted {
-            (self.n_cur + (self.n_cur / 2).max(1)).min(self.n_max)
-        } else {
-            (accepted + 1).min(self.n_max)
-        };
-        if secs > 0.0 {
-            self.spec_rate.add((accepted + 1) as f64 / secs);
-        }
-        self.accepted_per_step.add(accepted as f64);
-        self.since_probe += 1;
-        if self.since_probe < Self::PROBE_STEPS {
-            return;
-        }
-        let pays = match (self.spec_rate.0, self.plain_rate.0) {
-            (Some(s), Some(p)) => s >= p,
-            _ => self.accepted_per_step.0.is_some_and(|a| a >= 0.5),
-        };
-        if pays {
-            self.cooldown = Self::COOLDOWN_MIN;
-        } else {
-            self.plain_left = self.cooldown;
-            self.cooldown = (self.cooldown * 2).min(Self::COOLDOWN_MAX);
-            // The next try starts from a short draft and a fresh measurement.
-            self.n_cur = 1;
-            self.spec_rate = Ema::default();
-            self.accepted_per_step = Ema::default();
-        }
-    }
 }
 
 /// A target model and a draft model, each with its own cache, generating one sequence.
@@ -297,7 +200,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
             t_gen: Duration::ZERO,
             stats: SpecStats::default(),
         };
-        let mut adapt = Adapt::new(self.params.n_max);
+        let mut adapt = Adapt::new(self.params.n_max, self.params.n_min);
         let t1 = Instant::now();
         let result = self.run(
             &mut history,
@@ -333,9 +236,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
             // Room: the verify batch (last token + drafts) must fit the target's context, and
             // drafts beyond what may still be emitted would be wasted.
             let room = (n_ctx - history.len()).min(left);
-            let want = adapt.next_len().min(room);
-            let t = Instant::now();
-            let mut catch_up = Duration::ZERO;
+            let want = adapt.next_len(room);
             self.drafts.clear();
             if want > 0 {
                 let lim = DraftLimits {
@@ -343,30 +244,32 @@ impl<'m, 'g> Speculator<'m, 'g> {
                     p_min: self.params.p_min,
                     n_vocab_target: self.n_vocab_target,
                 };
-                catch_up = self
+                let cost = self
                     .proposer
                     .propose(history, lim, is_eog, &mut self.rng, &mut self.drafts)
                     .map_err(SpecError::from)?;
+                adapt.time_draft(cost.drafting.as_secs_f64() / cost.forwards as f64);
+                adapt.record_draft(self.drafts.len(), cost.unsure);
                 if self.drafts.len() < self.params.n_min {
                     self.drafts.clear();
                 }
             }
+            let t = Instant::now();
             let v = self
                 .verifier
                 .verify(history, &self.drafts, &mut self.rng)
                 .map_err(SpecError::from)?
                 .ok_or(SpecError::NoCandidates)?;
-            let secs = t.elapsed().saturating_sub(catch_up).as_secs_f64();
             let k = self.drafts.len();
+            adapt.time_verify(k + 1, t.elapsed().as_secs_f64());
+            adapt.record(k, v.accepted, v.accepted < k);
             if k > 0 {
                 out.stats.drafted += k;
                 out.stats.accepted += v.accepted;
                 out.stats.spec_steps += 1;
                 out.stats.lengths.push(k);
-                adapt.after_spec(k, v.accepted, secs);
             } else {
                 out.stats.plain_steps += 1;
-                adapt.after_plain(secs);
             }
             // The draft cache holds history + drafts[..k-1]; keep what is still history.
             let draft_valid = history.len() + v.accepted.min(k.saturating_sub(1));

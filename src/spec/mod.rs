@@ -2,21 +2,27 @@
 //! batched forward, and the output is exactly the target's (identical text when greedy, the same
 //! distribution when sampling). `proposer` drafts, `verifier` checks and rolls the target's cache
 //! back, `acceptance` is the pure sampling rule, `chain` the sampler chain as a distribution,
-//! `compat` the vocabulary check, `driver` the loop with its adaptive draft length.
+//! `compat` the vocabulary check, `driver` the loop, `adapt` its draft-length policy, `with_draft`
+//! the one call a command makes.
 //!
 //! This module drives `model` and `sample` through their public interfaces; it changes neither.
 
 pub mod acceptance;
+pub mod adapt;
 pub mod chain;
 pub mod compat;
 pub mod driver;
 pub mod proposer;
 pub mod verifier;
+pub mod with_draft;
 
 pub use compat::check_vocab;
 pub use driver::{End, Outcome, SpecParams, SpecStats, Speculator};
+pub use with_draft::{generate_with_draft, DraftOptions, Target};
 
+use crate::gguf::GgufError;
 use crate::model::ModelError;
+use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -30,6 +36,10 @@ pub enum SpecError {
     Params(String),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
     #[error("the prompt is empty (no tokens to start from)")]
     EmptyPrompt,
     #[error("the prompt is {n_prompt} tokens but the context holds {n_ctx} (-c); it must leave room to generate")]

@@ -29,6 +29,19 @@ pub struct DraftLimits {
     pub n_vocab_target: usize,
 }
 
+/// What one draft cost.
+#[derive(Clone, Copy, Debug)]
+pub struct DraftCost {
+    /// Evaluating history the cache lacked beyond its last token (after the draft sat out some
+    /// steps): a batched forward, not part of the per-token drafting cost.
+    pub catch_up: Duration,
+    /// The single-token forwards that produced the drafts.
+    pub drafting: Duration,
+    pub forwards: usize,
+    /// Drafting stopped because the draft was unsure (`--draft-p-min`), not at the length limit.
+    pub unsure: bool,
+}
+
 pub struct Proposer<'m, 'g> {
     model: &'m Model<'g>,
     state: State,
@@ -66,9 +79,8 @@ impl<'m, 'g> Proposer<'m, 'g> {
     }
 
     /// Proposes up to `lim.n` tokens after `history`, whose first `cached()` tokens the cache
-    /// holds. `history` is extended by the drafted tokens while drafting and restored before
-    /// returning. Returns the drafts and the time spent catching up on history the cache lacked
-    /// beyond its last token (after the draft sat out some steps), which is not drafting cost.
+    /// holds, into `out`. `history` is extended by the drafted tokens while drafting and restored
+    /// before returning.
     pub fn propose(
         &mut self,
         history: &mut Vec<u32>,
@@ -76,7 +88,7 @@ impl<'m, 'g> Proposer<'m, 'g> {
         is_eog: &dyn Fn(u32) -> bool,
         rng: &mut Rng,
         out: &mut Vec<Drafted>,
-    ) -> Result<Duration, ModelError> {
+    ) -> Result<DraftCost, ModelError> {
         out.clear();
         let base = history.len();
         if self.state.len() >= base {
@@ -91,6 +103,7 @@ impl<'m, 'g> Proposer<'m, 'g> {
                 .forward(&mut self.state, &history[from..base - 1], false)?;
             catch_up = t.elapsed();
         }
+        let t = Instant::now();
         let l = self
             .model
             .forward(&mut self.state, &history[base - 1..], false)?;
@@ -98,7 +111,12 @@ impl<'m, 'g> Proposer<'m, 'g> {
         self.logits.extend_from_slice(l);
         let result = self.draft_loop(history, lim, is_eog, rng, out);
         history.truncate(base);
-        result.map(|()| catch_up)
+        result.map(|(forwards, unsure)| DraftCost {
+            catch_up,
+            drafting: t.elapsed(),
+            forwards: forwards + 1,
+            unsure,
+        })
     }
 
     fn draft_loop(
@@ -108,11 +126,14 @@ impl<'m, 'g> Proposer<'m, 'g> {
         is_eog: &dyn Fn(u32) -> bool,
         rng: &mut Rng,
         out: &mut Vec<Drafted>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(usize, bool), ModelError> {
+        let mut forwards = 0;
+        let mut unsure = false;
         let p_min = f64::from(lim.p_min);
         while out.len() < lim.n {
             let (id, q) = if self.chain.greedy() {
                 if p_min > 0.0 && self.chain.top_prob(&self.logits, history) < p_min {
+                    unsure = true;
                     break;
                 }
                 let Some(id) = self.chain.argmax(&self.logits, history) else {
@@ -122,6 +143,7 @@ impl<'m, 'g> Proposer<'m, 'g> {
             } else {
                 let q = self.chain.dist(&self.logits, history);
                 if q.top().is_none_or(|(_, p)| p < p_min) {
+                    unsure = true;
                     break;
                 }
                 let Some(id) = q.draw(rng.next_f64()) else {
@@ -138,9 +160,10 @@ impl<'m, 'g> Proposer<'m, 'g> {
                 break;
             }
             let l = self.model.forward(&mut self.state, &[id], false)?;
+            forwards += 1;
             self.logits.clear();
             self.logits.extend_from_slice(l);
         }
-        Ok(())
+        Ok((forwards, unsure))
     }
 }
