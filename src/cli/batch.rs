@@ -4,7 +4,7 @@
 //! cannot be read or run gets an error record and the job goes on; the exit code is 1 when any
 //! line failed. Prompts that share a prefix with the one before reuse its KV cache.
 
-use super::chat::{context_size, resolve_model, seed_or_random, SamplingArgs};
+use super::chat::{seed_or_random, SamplingArgs};
 use super::common;
 use crate::chat::{ChatTemplate, Message, Role};
 use crate::engine::{per_second, Engine, GenOptions};
@@ -112,7 +112,7 @@ fn parse_line(line_no: usize, text: &str, plain: bool) -> Job {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = resolve_model(args.model.as_deref())?;
+    let path = common::resolve_model(args.model.as_deref())?;
     let mut jobs = Vec::new();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.with_context(|| format!("cannot read line {} of stdin", i + 1))?;
@@ -136,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         None
     };
     loading.finish_and_clear();
-    let n_ctx = context_size(args.ctx_size, model.hparams().n_ctx_train)?;
+    let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
     let mut engine = Engine::new(&model, &tok, n_ctx)?;
 
     let t0 = Instant::now();

@@ -13,17 +13,11 @@ use crate::chat::{ChatTemplate, Message, Role};
 use crate::engine::{per_second, End, Engine, GenOptions, Generation};
 use crate::sample::{random_seed, Sampler, SamplerParams};
 use crate::ui::{self, progress, Style};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rustyline::error::ReadlineError;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Context size when `-c` is not given (or the model's training context, if smaller).
-const DEFAULT_CTX: usize = 4096;
-
-/// The file `scripts/fetch-model.sh` downloads, used when no model is named.
-pub const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
 const EXAMPLES: &str = "Examples:
   infer chat                                   # the default model (see MODEL)
@@ -107,59 +101,11 @@ pub struct Args {
     pub verbose: bool,
 }
 
-/// The model to use: the one named, else `$INFER_MODEL`, else [`DEFAULT_MODEL`] under the
-/// current directory or under the repository the executable was built in.
-pub fn resolve_model(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(env) = std::env::var_os("INFER_MODEL").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(env));
-    }
-    let mut looked = Vec::new();
-    let here = PathBuf::from(DEFAULT_MODEL);
-    if here.is_file() {
-        return Ok(here);
-    }
-    looked.push(
-        std::env::current_dir()
-            .map(|d| d.join(DEFAULT_MODEL))
-            .unwrap_or(here),
-    );
-    // target/release/infer inside a checkout: the checkout's models/ folder.
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(4) {
-            let p = dir.join(DEFAULT_MODEL);
-            if p.is_file() {
-                return Ok(p);
-            }
-            if dir.join("Cargo.toml").is_file() {
-                looked.push(p);
-                break;
-            }
-        }
-    }
-    let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
-    bail!(
-        "no model given and no default model found (looked for {}); name a GGUF file, set INFER_MODEL, or run scripts/fetch-model.sh in the infer repository to download {DEFAULT_MODEL}",
-        looked.join(", ")
-    )
-}
-
-/// `-c` or the default, checked.
-pub fn context_size(ctx: Option<usize>, n_ctx_train: usize) -> Result<usize> {
-    match ctx {
-        Some(0) => bail!("-c/--ctx-size must be at least 1"),
-        Some(c) => Ok(c),
-        None => Ok(DEFAULT_CTX.min(n_ctx_train.max(1))),
-    }
-}
-
 /// Raised by Ctrl-C while a reply is being generated; cleared before each reply.
 static INTERRUPT: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: Args) -> Result<()> {
-    let path = resolve_model(args.model.as_deref())?;
+    let path = common::resolve_model(args.model.as_deref())?;
     let interactive = std::io::stdin().is_terminal();
     let loading = progress::spinner(&format!("loading {}", path.display()));
     let gguf = common::open_model(&path)?;
@@ -167,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = common::load_model(&gguf, args.threads)?;
     let template = ChatTemplate::for_model(&gguf, &tok, args.chat_template.as_deref())?;
     loading.finish_and_clear();
-    let n_ctx = context_size(args.ctx_size, model.hparams().n_ctx_train)?;
+    let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
     if args.verbose {
         ui::note(&format!(
             "model: {}, context {n_ctx} tokens, chat template: {}",

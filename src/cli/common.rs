@@ -1,12 +1,19 @@
 //! What the commands that run a model share: opening the file with an error that names it,
-//! building the tokenizer and the model, reading prompt text, and the defaults of `-t`.
+//! building the tokenizer and the model, reading prompt text, the defaults of `-t` and `-c`, and
+//! which model to use when none is named.
 
 use crate::gguf::GgufFile;
 use crate::model::{Model, ModelOptions};
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Context size when `-c` is not given (or the model's training context, if smaller).
+const DEFAULT_CTX: usize = 4096;
+
+/// The file `scripts/fetch-model.sh` downloads, used when no model is named.
+pub const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
 /// Opens a GGUF model file; a missing file gets its own plain message.
 pub fn open_model(path: &Path) -> Result<GgufFile> {
@@ -57,4 +64,52 @@ pub fn read_text_file(path: &Path) -> Result<String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// The model to use: the one named, else `$INFER_MODEL`, else [`DEFAULT_MODEL`] under the
+/// current directory or under the repository the executable was built in.
+pub fn resolve_model(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(env) = std::env::var_os("INFER_MODEL").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(env));
+    }
+    let mut looked = Vec::new();
+    let here = PathBuf::from(DEFAULT_MODEL);
+    if here.is_file() {
+        return Ok(here);
+    }
+    looked.push(
+        std::env::current_dir()
+            .map(|d| d.join(DEFAULT_MODEL))
+            .unwrap_or(here),
+    );
+    // target/release/infer inside a checkout: the checkout's models/ folder.
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            let p = dir.join(DEFAULT_MODEL);
+            if p.is_file() {
+                return Ok(p);
+            }
+            if dir.join("Cargo.toml").is_file() {
+                looked.push(p);
+                break;
+            }
+        }
+    }
+    let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no model given and no default model found (looked for {}); name a GGUF file, set INFER_MODEL, or run scripts/fetch-model.sh in the infer repository to download {DEFAULT_MODEL}",
+        looked.join(", ")
+    )
+}
+
+/// `-c` or the default, checked.
+pub fn context_size(ctx: Option<usize>, n_ctx_train: usize) -> Result<usize> {
+    match ctx {
+        Some(0) => bail!("-c/--ctx-size must be at least 1"),
+        Some(c) => Ok(c),
+        None => Ok(DEFAULT_CTX.min(n_ctx_train.max(1))),
+    }
 }
