@@ -9,8 +9,9 @@
 use rayon::prelude::*;
 
 use super::act_quant::activation_quantizer;
+use super::ggml_order::{vec_dot_for, BATCH_MIN_ROWS};
 use super::Pool;
-use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
+use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels, VecDotFn};
 
 /// A 2-D weight matrix viewed in place: `n_rows` rows of `n_cols` elements of one ggml type.
 #[derive(Clone, Copy)]
@@ -19,6 +20,10 @@ pub struct QMatrix<'a> {
     kernels: &'static TypeKernels,
     /// Quantizes activation rows into `kernels.vec_dot_type`, as ggml-cpu does.
     quantize_act: FromF32Fn,
+    /// `kernels.vec_dot`, or its replacements in ggml-cpu's float order (`ggml_order`) for
+    /// fewer than `BATCH_MIN_ROWS` activation rows and for more.
+    vec_dot: VecDotFn,
+    vec_dot_batch: VecDotFn,
     n_cols: usize,
     n_rows: usize,
     row_bytes: usize,
@@ -62,10 +67,14 @@ impl<'a> QMatrix<'a> {
                 got: data.len(),
             });
         }
+        let (vec_dot, vec_dot_batch) =
+            vec_dot_for(ty).unwrap_or((kernels.vec_dot, kernels.vec_dot));
         Ok(QMatrix {
             data,
             kernels,
             quantize_act,
+            vec_dot,
+            vec_dot_batch,
             n_cols,
             n_rows,
             row_bytes,
@@ -130,7 +139,11 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     act.clear();
     act.resize(n_tok * arb, 0);
     let from_f32 = w.quantize_act;
-    let vec_dot = w.kernels.vec_dot;
+    let vec_dot = if n_tok >= BATCH_MIN_ROWS {
+        w.vec_dot_batch
+    } else {
+        w.vec_dot
+    };
     pool.install(|| {
         act.par_chunks_mut(arb)
             .zip(x.par_chunks(k))
