@@ -140,6 +140,17 @@ fn default_model_from_env_cwd_or_checkout() {
     let out = infer(&["chat", "--temp", "0", "-n", "2"], &[], "Hello\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!out.stdout.is_empty());
+    let out = infer(&["run", "-p", "Hello", "--temp", "0", "-n", "2"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!out.stdout.is_empty());
+    // -q: only the model's text, nothing on stderr.
+    let out = infer(
+        &["run", "-q", "-p", "Hello", "--temp", "0", "-n", "2"],
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 
     // A copy of the executable outside any checkout: models/ under the current directory, else
     // a clear error saying how to get a model.
@@ -151,16 +162,22 @@ fn default_model_from_env_cwd_or_checkout() {
     if std::fs::hard_link(env!("CARGO_BIN_EXE_infer"), &exe).is_err() {
         std::fs::copy(env!("CARGO_BIN_EXE_infer"), &exe).expect("copy exe");
     }
-    let out = infer_with(&exe, &["batch", "-n", "2"], &[], &dir, "Hello\n");
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("INFER_MODEL")
-            && err.contains("scripts/fetch-model.sh")
-            && err.contains(MODEL_REL),
-        "{err}"
-    );
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for args in [
+        &["batch", "-n", "2"][..],
+        &["run", "-p", "Hello", "-n", "2"],
+        &["chat"],
+    ] {
+        let out = infer_with(&exe, args, &[], &dir, "Hello\n");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("INFER_MODEL")
+                && err.contains("scripts/fetch-model.sh")
+                && err.contains(MODEL_REL),
+            "{err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
     std::os::unix::fs::symlink(&model, dir.join("work").join(MODEL_REL)).expect("symlink");
     let out = infer_with(
         &exe,

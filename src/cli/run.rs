@@ -1,27 +1,36 @@
-//! `infer run MODEL -p TEXT`: generate text after a prompt and stream it to stdout.
+//! `infer run [MODEL] -p TEXT`: generate text after a prompt and stream it to stdout.
 //!
 //! Flag names and defaults follow llama.cpp's `llama-completion`. Only generated text goes to
 //! stdout, flushed per token and never as half a UTF-8 character; timings and `--verbose` details
-//! go to stderr. Generation ends at an end-of-generation token, after `-n` tokens, at a `--stop`
-//! string (which is not printed), or when the context is full.
+//! go to stderr (timings not with `-q`). Generation ends at an end-of-generation token, after `-n`
+//! tokens, at a `--stop` string (which is not printed), or when the context is full. Without
+//! MODEL, the default model of `common::resolve_model` is used. The sampling loop is
+//! `engine::decode`, shared with `chat` and `batch`.
 
 use super::common;
+use crate::engine;
 use crate::model::{Model, State};
 use crate::sample::{random_seed, Sampler, SamplerParams};
 use crate::spec;
-use crate::tokenizer::Utf8Stream;
+use crate::ui;
 use anyhow::{bail, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Context size when `-c` is not given (or the model's training context, if smaller).
-const DEFAULT_CTX: usize = 4096;
+pub use crate::engine::TextOut;
+
+const EXAMPLES: &str = "Examples:
+  infer run -p 'The capital of France is' -n 16      # the default model (see MODEL)
+  infer run model.gguf -p 'Once upon a time' --temp 0 -n 64
+  infer run model.gguf -f prompt.txt --stop '\\n\\n' -s 42
+  echo 'Translate to French: cheese' | infer run model.gguf -p - -n 16 -q";
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// The GGUF model file.
-    pub model: PathBuf,
+    /// The GGUF model file [default: $INFER_MODEL, else models/gemma-3-270m-q4_k_m.gguf].
+    pub model: Option<PathBuf>,
     /// Prompt text; `-` reads it from stdin.
     #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
     pub prompt: Option<String>,
@@ -101,17 +110,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let path = common::resolve_model(args.model.as_deref())?;
     let prompt = common::read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
-    let gguf = common::open_model(&args.model)?;
+    let gguf = common::open_model(&path)?;
     let tok = common::load_tokenizer(&gguf)?;
     let model = common::load_model(&gguf, args.threads)?;
     let hp = model.hparams();
 
-    let n_ctx = match args.ctx_size {
-        Some(0) => bail!("-c/--ctx-size must be at least 1"),
-        Some(c) => c,
-        None => DEFAULT_CTX.min(hp.n_ctx_train.max(1)),
-    };
+    let n_ctx = common::context_size(args.ctx_size, hp.n_ctx_train)?;
     let tokens = tok.encode(&prompt, true, !args.no_parse_special);
     if tokens.is_empty() {
         bail!("the prompt is empty (no tokens to start from)");
@@ -146,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(
             err,
             "model: {} ({}, {} layers, n_embd {}, n_vocab {}, n_ctx_train {})",
-            args.model.display(),
+            path.display(),
             hp.arch,
             hp.n_layer,
             hp.n_embd,
@@ -176,7 +182,7 @@ pub fn run(args: Args) -> Result<()> {
             let target = spec::Target {
                 model: &model,
                 tok: &tok,
-                path: &args.model,
+                path: &path,
             };
             let draft = spec::DraftOptions {
                 path,
@@ -184,6 +190,7 @@ pub fn run(args: Args) -> Result<()> {
                     n_max: args.draft_max,
                     n_min: args.draft_min,
                     p_min: args.draft_p_min,
+                    adaptive: true,
                 },
                 n_threads: args.threads.unwrap_or(0),
             };
@@ -191,7 +198,9 @@ pub fn run(args: Args) -> Result<()> {
             let o = spec::generate_with_draft::<anyhow::Error>(
                 target, &draft, n_ctx, params, &tokens, limit, on_token,
             )?;
-            eprintln!("\n{}", o.stats.summary(o.tokens.len(), o.t_gen));
+            if !ui::quiet() {
+                eprintln!("\n{}", o.stats.summary(o.tokens.len(), o.t_gen));
+            }
             let end = match o.end {
                 spec::End::Eog => End::Eog,
                 spec::End::Limit => End::Limit,
@@ -231,20 +240,22 @@ pub fn run(args: Args) -> Result<()> {
             gen.n_generated
         )?;
     }
-    writeln!(
-        err,
-        "\nprompt: {} tokens in {:.1} ms ({:.2} tokens/s)",
-        tokens.len(),
-        gen.t_prompt.as_secs_f64() * 1e3,
-        per_second(tokens.len(), gen.t_prompt.as_secs_f64())
-    )?;
-    writeln!(
-        err,
-        "generated: {} tokens in {:.1} ms ({:.2} tokens/s)",
-        gen.n_generated,
-        gen.t_gen.as_secs_f64() * 1e3,
-        per_second(gen.n_generated, gen.t_gen.as_secs_f64())
-    )?;
+    if !ui::quiet() {
+        writeln!(
+            err,
+            "\nprompt: {} tokens in {:.1} ms ({:.2} tokens/s)",
+            tokens.len(),
+            gen.t_prompt.as_secs_f64() * 1e3,
+            per_second(tokens.len(), gen.t_prompt.as_secs_f64())
+        )?;
+        writeln!(
+            err,
+            "generated: {} tokens in {:.1} ms ({:.2} tokens/s)",
+            gen.n_generated,
+            gen.t_gen.as_secs_f64() * 1e3,
+            per_second(gen.n_generated, gen.t_gen.as_secs_f64())
+        )?;
+    }
     if args.verbose {
         writeln!(err, "seed: {seed}")?;
     }
@@ -273,11 +284,11 @@ pub struct Generated {
     pub t_gen: Duration,
 }
 
-/// The generation loop shared by `infer run` and the tests: evaluates `prompt` in `state`, then
-/// samples, hands each token to `on_token` (which returns whether to go on) and feeds it back,
-/// until an EOG token, `n_predict` tokens (negative: no limit), a stop from `on_token`, or a full
-/// context. The prompt tokens are `accept`ed first so that the penalties see them, as llama.cpp's
-/// completion tool does.
+/// `infer run`'s loop over a bare `State`, shared with the tests: evaluates `prompt` in `state`,
+/// then runs `engine::decode` (the sampling loop of every command), which hands each token to
+/// `on_token` (returning whether to go on) and feeds it back, until an EOG token, `n_predict`
+/// tokens (negative: no limit), a stop from `on_token`, or a full context. The prompt tokens are
+/// `accept`ed first so that the penalties see them, as llama.cpp's completion tool does.
 pub fn generate(
     model: &Model,
     state: &mut State,
@@ -290,33 +301,30 @@ pub fn generate(
     for &t in prompt {
         sampler.accept(t);
     }
-    let limit = usize::try_from(n_predict).ok();
     let t0 = Instant::now();
-    let mut logits = model.forward(state, prompt, false)?.to_vec();
+    let logits = model.forward(state, prompt, false)?.to_vec();
     let t_prompt = t0.elapsed();
     let t1 = Instant::now();
     let mut n = 0usize;
-    let end = loop {
-        if limit.is_some_and(|l| n >= l) {
-            break End::Limit;
-        }
-        let id = sampler.sample(&logits)?;
-        if is_eog(id) {
-            break End::Eog;
-        }
-        sampler.accept(id);
-        n += 1;
-        if !on_token(id)? {
-            break End::Stopped;
-        }
-        if limit.is_some_and(|l| n >= l) {
-            break End::Limit;
-        }
-        if state.len() >= state.n_ctx() {
-            break End::ContextFull;
-        }
-        logits.clear();
-        logits.extend_from_slice(model.forward(state, &[id], false)?);
+    let end = engine::decode(
+        model,
+        state,
+        logits,
+        sampler,
+        &is_eog,
+        usize::try_from(n_predict).ok(),
+        None,
+        |id| -> Result<bool> {
+            n += 1;
+            on_token(id)
+        },
+    )?;
+    let end = match end {
+        engine::End::Eog => End::Eog,
+        engine::End::Limit => End::Limit,
+        // No interrupt flag is passed, so only a stop from `on_token` ends it this way.
+        engine::End::Stop | engine::End::Interrupted => End::Stopped,
+        engine::End::ContextFull => End::ContextFull,
     };
     Ok(Generated {
         n_generated: n,
@@ -331,116 +339,5 @@ fn per_second(n: usize, secs: f64) -> f64 {
         n as f64 / secs
     } else {
         0.0
-    }
-}
-
-/// Turns token pieces into the text to print: only complete UTF-8 characters, and never any part
-/// of a stop string. Text that could still become the start of a stop string is held back until
-/// the next piece decides it.
-pub struct TextOut {
-    utf8: Utf8Stream,
-    held: String,
-    stops: Vec<String>,
-}
-
-impl TextOut {
-    pub fn new(stops: Vec<String>) -> TextOut {
-        TextOut {
-            utf8: Utf8Stream::new(),
-            held: String::new(),
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
-        }
-    }
-
-    /// Adds a piece; returns the text that may be printed now and whether a stop string was hit
-    /// (then the text is everything before it, and nothing more should be generated).
-    pub fn push(&mut self, piece: &[u8]) -> (String, bool) {
-        self.held.push_str(&self.utf8.push(piece));
-        let first_stop = self
-            .stops
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
-        if let Some(at) = first_stop {
-            self.held.truncate(at);
-            return (std::mem::take(&mut self.held), true);
-        }
-        let keep = self.longest_stop_prefix_suffix();
-        let shown = self.held[..self.held.len() - keep].to_string();
-        self.held.drain(..self.held.len() - keep);
-        (shown, false)
-    }
-
-    /// What is left at the end of generation (a held partial stop string was not a stop after all).
-    pub fn finish(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.held);
-        s.push_str(&self.utf8.finish());
-        s
-    }
-
-    /// Length of the longest tail of `held` that is a proper prefix of some stop string.
-    fn longest_stop_prefix_suffix(&self) -> usize {
-        let h = &self.held;
-        h.char_indices()
-            .map(|(i, _)| i)
-            .find(|&i| self.stops.iter().any(|s| s.starts_with(&h[i..])))
-            .map_or(0, |i| h.len() - i)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TextOut;
-
-    fn feed(stops: &[&str], pieces: &[&[u8]]) -> (Vec<String>, bool, String) {
-        let mut t = TextOut::new(stops.iter().map(|s| s.to_string()).collect());
-        let mut shown = Vec::new();
-        for p in pieces {
-            let (s, stop) = t.push(p);
-            shown.push(s);
-            if stop {
-                return (shown, true, String::new());
-            }
-        }
-        let rest = t.finish();
-        (shown, false, rest)
-    }
-
-    #[test]
-    fn stop_string_is_cut_and_not_printed() {
-        let (shown, stopped, _) = feed(&["END"], &[b"abc E", b"N", b"D more"]);
-        assert!(stopped);
-        assert_eq!(shown, ["abc ", "", ""]);
-        assert_eq!(shown.concat(), "abc ");
-    }
-
-    #[test]
-    fn partial_stop_is_released_when_it_turns_out_not_to_be_one() {
-        let (shown, stopped, rest) = feed(&["END"], &[b"xE", b"Nx", b"yE"]);
-        assert!(!stopped);
-        assert_eq!(shown, ["x", "ENx", "y"]);
-        assert_eq!(rest, "E");
-    }
-
-    #[test]
-    fn stop_inside_one_piece_and_earliest_of_several() {
-        let (shown, stopped, _) = feed(&["\n\n", "###"], &[b"a### b\n\nc"]);
-        assert!(stopped);
-        assert_eq!(shown, ["a"]);
-    }
-
-    #[test]
-    fn split_utf8_is_never_printed_half() {
-        let e = "é".as_bytes();
-        let (shown, _, rest) = feed(&[], &[b"caf", &e[..1], &e[1..]]);
-        assert_eq!(shown, ["caf", "", "é"]);
-        assert_eq!(rest, "");
-    }
-
-    #[test]
-    fn multibyte_stop_prefix_is_held_on_char_boundaries() {
-        let (shown, stopped, _) = feed(&["日本"], &["a日".as_bytes(), "本".as_bytes()]);
-        assert!(stopped);
-        assert_eq!(shown, ["a", ""]);
     }
 }
