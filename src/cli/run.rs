@@ -110,9 +110,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = common::resolve_model(args.model.as_deref())?;
+    let model_path = common::resolve_model(args.model.as_deref())?;
     let prompt = common::read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
-    let gguf = common::open_model(&path)?;
+    let gguf = common::open_model(&model_path)?;
     let tok = common::load_tokenizer(&gguf)?;
     let model = common::load_model(&gguf, args.threads)?;
     let hp = model.hparams();
@@ -152,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(
             err,
             "model: {} ({}, {} layers, n_embd {}, n_vocab {}, n_ctx_train {})",
-            path.display(),
+            model_path.display(),
             hp.arch,
             hp.n_layer,
             hp.n_embd,
@@ -182,7 +182,7 @@ pub fn run(args: Args) -> Result<()> {
             let target = spec::Target {
                 model: &model,
                 tok: &tok,
-                path: &path,
+                path: &model_path,
             };
             let draft = spec::DraftOptions {
                 path,
