@@ -82,6 +82,7 @@ fn first_token_with_a_draft_follows_the_target_distribution() {
         n_max: 1,
         n_min: 0,
         p_min: 0.0,
+        adaptive: false,
     };
     let mut s = Speculator::new(&target, &draft, 64, chain(4), chain(2), spec).unwrap();
     let mut counts = vec![0.0; 4];

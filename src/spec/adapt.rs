@@ -17,7 +17,7 @@
 //! `α` and `β` are estimated from decayed counts of kept drafts and rejections (a draft cut short by
 //! `--draft-p-min` or the length is not a rejection); `c_d` and `c_t(n)` are moving averages of
 //! measured times, with `c_t` interpolated linearly between the batch sizes seen. Before enough is
-//! measured, a prior (α = 0.8, `c_d = 0.2·c_t(1)`, each extra verified token 10% of `c_t(1)`)
+//! measured, a prior worth one observation (α = 0.8, β = 0.9, `c_d = 0.2·c_t(1)`, each extra verified token 10% of `c_t(1)`)
 //! makes the first steps draft, which then measures. While the draft sits out, `α` gets no
 //! evidence, so every `probe` plain steps one short draft is tried; the probe interval doubles
 //! (8 → 256) while drafting keeps not paying, which bounds the cost of a useless draft to a few
@@ -73,13 +73,13 @@ impl Adapt {
     /// The estimated chance that a drafted token is kept.
     pub fn alpha(&self) -> f64 {
         let n = self.kept + self.rejected;
-        (self.kept + 2.0 * PRIOR_ALPHA) / (n + 2.0)
+        (self.kept + PRIOR_ALPHA) / (n + 1.0)
     }
 
     /// The estimated chance that the draft, asked for more, proposes another token.
     pub fn beta(&self) -> f64 {
         let n = self.went_on + self.stopped;
-        (self.went_on + 2.0 * PRIOR_BETA) / (n + 2.0)
+        (self.went_on + PRIOR_BETA) / (n + 1.0)
     }
 
     /// Estimated seconds of a target forward over `n` tokens (relative units before any

@@ -27,6 +27,10 @@ pub struct SpecParams {
     pub n_min: usize,
     /// `--draft-p-min`: stop drafting when the draft's top probability is below this.
     pub p_min: f32,
+    /// Choose each draft's length from measured costs and acceptance ([`super::adapt`]); when
+    /// false, every step asks for `n_max` tokens (llama.cpp's behaviour; tests use it to check
+    /// every step's verification).
+    pub adaptive: bool,
 }
 
 impl Default for SpecParams {
@@ -36,6 +40,7 @@ impl Default for SpecParams {
             n_max: 16,
             n_min: 0,
             p_min: 0.75,
+            adaptive: true,
         }
     }
 }
@@ -236,7 +241,11 @@ impl<'m, 'g> Speculator<'m, 'g> {
             // Room: the verify batch (last token + drafts) must fit the target's context, and
             // drafts beyond what may still be emitted would be wasted.
             let room = (n_ctx - history.len()).min(left);
-            let want = adapt.next_len(room);
+            let want = if self.params.adaptive {
+                adapt.next_len(room)
+            } else {
+                self.params.n_max.min(room)
+            };
             self.drafts.clear();
             if want > 0 {
                 let lim = DraftLimits {
