@@ -123,8 +123,15 @@ impl SpinPool {
             s.next.store(usize::MAX / 2, Ordering::Relaxed);
         }
         let n_workers = self.workers.len();
+        let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < n_workers {
-            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 {
+                // A worker descheduled on a busy machine needs the core more than we do.
+                thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         // SAFETY: all workers are done with the region; nobody reads `job` until the next bump.
         unsafe { *s.job.get() = None };
@@ -166,6 +173,8 @@ fn worker(s: &Shared, me: usize) {
                     thread::park();
                 }
                 s.sleeping[me].store(false, Ordering::SeqCst);
+            } else if spins % 1024 == 0 {
+                thread::yield_now();
             } else {
                 std::hint::spin_loop();
             }
