@@ -18,4 +18,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 ./scripts/fetch-model.sh
-cargo test --release "$@"
+cargo test --release --no-fail-fast "$@"
