@@ -8,6 +8,8 @@ cd "$root"
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v clang >/dev/null || need+=(clang)
+# The chat tests drive the REPL in a real terminal through tmux.
+command -v tmux >/dev/null || need+=(tmux)
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
 # Mesa's lavapipe gives wgpu a Vulkan adapter on machines without a GPU.
 [ -n "$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null)" ] || need+=(mesa-vulkan-drivers libvulkan1)

@@ -136,7 +136,18 @@ fn default_model_from_env_cwd_or_checkout() {
     let out = infer(&["chat"], &[("INFER_MODEL", "/no/such/model.gguf")], "hi\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/no/such/model.gguf"));
-    // The executable inside this checkout finds the checkout's models/ from anywhere.
+    // The executable inside this checkout finds the checkout's models/ from anywhere. With
+    // CARGO_TARGET_DIR outside the checkout that lookup cannot apply, so run from the checkout and
+    // let the current-directory lookup find it instead.
+    let exe = Path::new(env!("CARGO_BIN_EXE_infer"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cwd = if exe.starts_with(root) {
+        std::env::temp_dir()
+    } else {
+        root.to_path_buf()
+    };
+    let infer =
+        |args: &[&str], env: &[(&str, &str)], input: &str| infer_with(exe, args, env, &cwd, input);
     let out = infer(&["chat", "--temp", "0", "-n", "2"], &[], "Hello\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!out.stdout.is_empty());
