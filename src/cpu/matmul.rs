@@ -135,6 +135,9 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     let (k, m) = (w.n_cols, w.n_rows);
     assert_eq!(x.len(), n_tok * k, "matmul input length");
     assert_eq!(y.len(), n_tok * m, "matmul output length");
+    if let Ok(fw) = super::gemm_float::FloatMatrix::new(w.ty(), k, m, w.data) {
+        return super::gemm_float::matmul(pool, &fw, x, n_tok, y);
+    }
     let arb = w.act_row_bytes;
     act.clear();
     act.resize(n_tok * arb, 0);

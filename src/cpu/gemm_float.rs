@@ -1,0 +1,699 @@
+//! Products with float weight matrices (F32, F16, BF16): `y = x W^T` for a batch of activation
+//! rows, in the arithmetic llama.cpp's CPU backend uses for them on AVX2 (llamafile's tinyBLAS,
+//! which ggml-cpu takes for float weights whenever the row length is a multiple of 8):
+//! activations are rounded to the weight type first (ggml's `vec_dot_type`: F16 for F16 weights,
+//! BF16 for BF16, F32 kept), each output is accumulated in one 8-lane FMA register over the row,
+//! and the lanes are summed at the end as `ops::hsum8` does. Rows whose length is not a multiple
+//! of 8 add their last elements in f64, as ggml's `vec_dot` leftovers do.
+//!
+//! Why it is fast: the weights are the only large operand, so each tile of weight rows is read
+//! (and widened to f32) once for every activation row of the batch, with a block of outputs held
+//! in registers (`TILE_ROWS` weight rows x up to `TILE_TOKENS` tokens). Verifying N drafted tokens
+//! then costs little more than one decode step, which is what speculative decoding needs. A single
+//! token (decoding) streams the rows straight from the mmap, `DECODE_ROWS` at a time.
+//!
+//! The AVX2+FMA+F16C kernels are picked at run time; the portable kernels compute the same
+//! numbers (same lanes, fused multiply-adds, same final sum). Nothing here knows tensor names
+//! or reads files.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::ops::hsum8;
+use super::Pool;
+use crate::quant::bf16::{bf16_to_f32, f32_to_bf16};
+use crate::quant::f16::{f32_to_fp16, fp16_to_f32};
+use crate::quant::GgmlType;
+
+/// A float weight format: how its elements are stored and how activations are rounded to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Float {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Float {
+    fn of(ty: GgmlType) -> Option<Float> {
+        match ty {
+            GgmlType::F32 => Some(Float::F32),
+            GgmlType::F16 => Some(Float::F16),
+            GgmlType::BF16 => Some(Float::BF16),
+            _ => None,
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Float::F32 => 4,
+            Float::F16 | Float::BF16 => 2,
+        }
+    }
+
+    /// `x` rounded to this format and widened back: the activation as ggml's `vec_dot` sees it.
+    fn round(self, x: f32) -> f32 {
+        match self {
+            Float::F32 => x,
+            Float::F16 => fp16_to_f32(f32_to_fp16(x)),
+            Float::BF16 => bf16_to_f32(f32_to_bf16(x)),
+        }
+    }
+
+    /// Element `i` of a little-endian row.
+    fn load(self, row: &[u8], i: usize) -> f32 {
+        match self {
+            Float::F32 => {
+                f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
+            }
+            Float::F16 => fp16_to_f32(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])),
+            Float::BF16 => bf16_to_f32(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])),
+        }
+    }
+}
+
+/// Why bytes cannot be viewed as a float weight matrix.
+#[derive(Debug, thiserror::Error)]
+pub enum FloatMatrixError {
+    #[error("{0} is not a float weight type (F32, F16 or BF16)")]
+    NotFloat(GgmlType),
+    #[error("{rows} rows of {cols} {ty} elements take {expected} bytes, but the data holds {got}")]
+    Size {
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        got: usize,
+    },
+}
+
+/// A row-major float weight matrix viewed in place (the mmap's bytes, never copied).
+#[derive(Clone, Copy)]
+pub struct FloatMatrix<'a> {
+    ty: Float,
+    data: &'a [u8],
+    n_cols: usize,
+    n_rows: usize,
+}
+
+impl<'a> FloatMatrix<'a> {
+    pub fn new(
+        ty: GgmlType,
+        n_cols: usize,
+        n_rows: usize,
+        data: &'a [u8],
+    ) -> Result<FloatMatrix<'a>, FloatMatrixError> {
+        let f = Float::of(ty).ok_or(FloatMatrixError::NotFloat(ty))?;
+        let expected = n_cols
+            .checked_mul(n_rows)
+            .and_then(|n| n.checked_mul(f.size()));
+        if expected != Some(data.len()) {
+            return Err(FloatMatrixError::Size {
+                ty,
+                rows: n_rows,
+                cols: n_cols,
+                expected: expected.unwrap_or(usize::MAX),
+                got: data.len(),
+            });
+        }
+        Ok(FloatMatrix {
+            ty: f,
+            data,
+            n_cols,
+            n_rows,
+        })
+    }
+
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.n_cols * self.ty.size()
+    }
+}
+
+/// Weight rows per register block when several tokens share it (4 rows x 3 tokens = 12
+/// accumulators, plus 3 activation vectors and a weight vector: the 16 ymm registers).
+const TILE_ROWS: usize = 4;
+/// Tokens per register block.
+const TILE_TOKENS: usize = 3;
+/// Weight rows per register block for a single token: 8 independent FMA chains hide the FMA
+/// latency while the rows stream from memory.
+const DECODE_ROWS: usize = 8;
+/// Fewest weight rows per parallel task, so that a task is worth scheduling.
+const MIN_TASK_ROWS: usize = 32;
+
+/// Raw output pointer shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The element pointer; a method, so that closures capture the whole (Sync) wrapper.
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+// SAFETY: tasks write through it only at indices no other task writes (disjoint row ranges, see
+// `matmul`), and the slice it points into outlives the parallel section that uses it.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+thread_local! {
+    /// Per-worker copy of the current weight tile widened to f32 (batches only).
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y[t][r] = dot(W[r], x[t])` for `n_tok` activation rows `x` (`n_tok * n_cols`, row-major) into
+/// `y` (`n_tok * n_rows`, row-major), split over the pool by weight rows.
+pub fn matmul(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f32]) {
+    matmul_with(pool, w, x, n_tok, y, simd_available());
+}
+
+/// `matmul` with the kernel family chosen by the caller (tests compare the two).
+fn matmul_with(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f32], simd: bool) {
+    let (k, m) = (w.n_cols, w.n_rows);
+    assert_eq!(x.len(), n_tok * k, "gemm_float input length");
+    assert_eq!(y.len(), n_tok * m, "gemm_float output length");
+    if n_tok == 0 || m == 0 {
+        return;
+    }
+    let xa: Vec<f32> = x.iter().map(|&v| w.ty.round(v)).collect();
+    // About four tasks per worker balance the load without paying for thousands of tasks on
+    // the 262k-row output matrix; rounded to whole register blocks.
+    let per_task = m
+        .div_ceil(pool.n_threads() * 4)
+        .max(MIN_TASK_ROWS)
+        .next_multiple_of(DECODE_ROWS);
+    let n_tasks = m.div_ceil(per_task);
+    let out = OutPtr(y.as_mut_ptr());
+    pool.install(|| {
+        (0..n_tasks).into_par_iter().for_each(|task| {
+            let rows = task * per_task..((task + 1) * per_task).min(m);
+            let put = |t: usize, r: usize, v: f32| {
+                // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); the row ranges of distinct
+                // tasks are disjoint, so no other task writes this element, and `y` is borrowed
+                // mutably for the whole parallel section.
+                unsafe { *out.at(t * m + r) = v };
+            };
+            if n_tok == 1 {
+                rows_single(w, &xa, rows, simd, &put);
+            } else {
+                TILE.with(|tile| {
+                    rows_batch(w, &xa, n_tok, rows, simd, &mut tile.borrow_mut(), &put)
+                });
+            }
+        });
+    });
+}
+
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::quant::x86::avx2_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One token: blocks of `DECODE_ROWS` rows read straight from the weights.
+fn rows_single(
+    w: &FloatMatrix,
+    x: &[f32],
+    rows: std::ops::Range<usize>,
+    simd: bool,
+    put: &impl Fn(usize, usize, f32),
+) {
+    let rb = w.row_bytes();
+    let mut r = rows.start;
+    while r < rows.end {
+        let n = DECODE_ROWS.min(rows.end - r);
+        let block = &w.data[r * rb..(r + n) * rb];
+        let mut out = [0.0f32; DECODE_ROWS];
+        if n == DECODE_ROWS {
+            dot_block::<DECODE_ROWS>(w.ty, block, w.n_cols, x, simd, &mut out);
+        } else {
+            for i in 0..n {
+                let mut o = [0.0f32; 1];
+                dot_block::<1>(
+                    w.ty,
+                    &block[i * rb..(i + 1) * rb],
+                    w.n_cols,
+                    x,
+                    simd,
+                    &mut o,
+                );
+                out[i] = o[0];
+            }
+        }
+        for (i, &v) in out[..n].iter().enumerate() {
+            put(0, r + i, v);
+        }
+        r += n;
+    }
+}
+
+/// `out[i] = dot(row i of block, x)` for `R` rows of `k` elements of type `ty`.
+fn dot_block<const R: usize>(
+    ty: Float,
+    block: &[u8],
+    k: usize,
+    x: &[f32],
+    simd: bool,
+    out: &mut [f32; R],
+) {
+    let rb = k * ty.size();
+    assert!(block.len() == R * rb && x.len() == k, "dot_block shapes");
+    let k8 = k - k % 8;
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        let (w, xp) = (block.as_ptr(), x.as_ptr());
+        // SAFETY: `simd` is true only when `avx2_available()` confirmed avx2, fma and f16c; the
+        // slice lengths were checked just above, and the kernel reads `k8 <= k` elements of each.
+        unsafe {
+            match ty {
+                Float::F32 => x86::dot_block::<R, { x86::F32 }>(w, rb, xp, k8, out),
+                Float::F16 => x86::dot_block::<R, { x86::F16 }>(w, rb, xp, k8, out),
+                Float::BF16 => x86::dot_block::<R, { x86::BF16 }>(w, rb, xp, k8, out),
+            }
+        }
+    }
+    if !simd {
+        let mut acc = [[0.0f32; 1]; R];
+        portable_block::<R, 1>(
+            |i, j| ty.load(&block[i * rb..], j),
+            |_, j| x[j],
+            k8,
+            &mut acc,
+        );
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a[0];
+        }
+    }
+    if k8 < k {
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = &block[i * rb..(i + 1) * rb];
+            *o += tail(|j| ty.load(row, j), x, k8, k);
+        }
+    }
+}
+
+/// ggml's `vec_dot` leftovers: the products of the last `k % 8` elements summed in f64.
+fn tail(w: impl Fn(usize) -> f32, x: &[f32], from: usize, k: usize) -> f32 {
+    let mut s = 0.0f64;
+    for (j, &xj) in x.iter().enumerate().take(k).skip(from) {
+        s += f64::from(w(j) * xj);
+    }
+    s as f32
+}
+
+/// Several tokens: each block of `TILE_ROWS` weight rows is widened into `tile` once, then every
+/// token group of `TILE_TOKENS` passes over it with its outputs in registers.
+fn rows_batch(
+    w: &FloatMatrix,
+    x: &[f32],
+    n_tok: usize,
+    rows: std::ops::Range<usize>,
+    simd: bool,
+    tile: &mut Vec<f32>,
+    put: &impl Fn(usize, usize, f32),
+) {
+    let (k, rb) = (w.n_cols, w.row_bytes());
+    let k8 = k - k % 8;
+    tile.clear();
+    tile.resize(TILE_ROWS * k, 0.0);
+    let mut r = rows.start;
+    while r < rows.end {
+        let nr = TILE_ROWS.min(rows.end - r);
+        for i in 0..nr {
+            widen(
+                w.ty,
+                &w.data[(r + i) * rb..(r + i + 1) * rb],
+                &mut tile[i * k..(i + 1) * k],
+            );
+        }
+        let mut t = 0;
+        while t < n_tok {
+            let nt = TILE_TOKENS.min(n_tok - t);
+            let xs = &x[t * k..(t + nt) * k];
+            let mut out = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
+            match (nr, nt) {
+                (TILE_ROWS, TILE_TOKENS) => {
+                    f32_block::<TILE_ROWS, TILE_TOKENS>(tile, xs, k, k8, simd, &mut out)
+                }
+                (TILE_ROWS, 2) => f32_block::<TILE_ROWS, 2>(tile, xs, k, k8, simd, &mut out),
+                (TILE_ROWS, _) => f32_block::<TILE_ROWS, 1>(tile, xs, k, k8, simd, &mut out),
+                (_, TILE_TOKENS) => {
+                    f32_block::<1, TILE_TOKENS>(tile, xs, k, k8, simd, &mut out[..nr])
+                }
+                (_, 2) => f32_block::<1, 2>(tile, xs, k, k8, simd, &mut out[..nr]),
+                _ => f32_block::<1, 1>(tile, xs, k, k8, simd, &mut out[..nr]),
+            }
+            for (i, o) in out[..nr].iter_mut().enumerate() {
+                for (j, v) in o[..nt].iter_mut().enumerate() {
+                    if k8 < k {
+                        let wr = &tile[i * k..(i + 1) * k];
+                        *v += tail(|c| wr[c], &xs[j * k..(j + 1) * k], k8, k);
+                    }
+                    put(t + j, r + i, *v);
+                }
+            }
+            t += nt;
+        }
+        r += nr;
+    }
+}
+
+/// A weight row widened to f32 (exact for every float format), with the fastest `to_f32` this
+/// CPU has for the type.
+fn widen(ty: Float, src: &[u8], dst: &mut [f32]) {
+    let gt = match ty {
+        Float::F32 => GgmlType::F32,
+        Float::F16 => GgmlType::F16,
+        Float::BF16 => GgmlType::BF16,
+    };
+    // `quant::dequantize_row` checks the lengths; the tile and row sizes agree by construction.
+    if let Err(e) = crate::quant::dequantize_row(gt, src, dst) {
+        unreachable!("float row widening: {e}");
+    }
+}
+
+/// Register block over f32 weight rows: `R` consecutive rows of `tile` (each `k` long, starting
+/// at row 0 of the slice handed in) times `T` tokens of `xs`, over the first `k8` elements.
+/// `out` holds at least `R` rows when `R` is 1 (the row-tail case loops over them).
+fn f32_block<const R: usize, const T: usize>(
+    tile: &[f32],
+    xs: &[f32],
+    k: usize,
+    k8: usize,
+    simd: bool,
+    out: &mut [[f32; TILE_TOKENS]],
+) {
+    // Rows beyond R (the row tail with R = 1) are done one by one.
+    for (i, o) in out.chunks_mut(R).enumerate() {
+        let rows = &tile[i * R * k..(i * R + o.len()) * k];
+        let mut acc = [[0.0f32; T]; R];
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            assert!(rows.len() >= R * k && xs.len() >= T * k, "f32_block shapes");
+            // SAFETY: AVX2/FMA checked by the caller (`simd`); `rows` holds R rows and `xs` T
+            // tokens of `k >= k8` elements each, as asserted just above.
+            unsafe { x86::f32_block::<R, T>(rows.as_ptr(), xs.as_ptr(), k, k8, &mut acc) };
+        }
+        if !simd {
+            portable_block::<R, T>(|r, j| rows[r * k + j], |t, j| xs[t * k + j], k8, &mut acc);
+        }
+        for (dst, src) in o.iter_mut().zip(&acc) {
+            dst[..T].copy_from_slice(src);
+        }
+    }
+}
+
+/// The portable kernel: per output, eight lanes of fused multiply-adds over `k8` elements
+/// (lane `l` takes elements `8c + l`), summed by `hsum8`, exactly as the AVX2 kernel rounds.
+fn portable_block<const R: usize, const T: usize>(
+    w: impl Fn(usize, usize) -> f32,
+    x: impl Fn(usize, usize) -> f32,
+    k8: usize,
+    out: &mut [[f32; T]; R],
+) {
+    for (r, o) in out.iter_mut().enumerate() {
+        for (t, v) in o.iter_mut().enumerate() {
+            let mut lanes = [0.0f32; 8];
+            for c in (0..k8).step_by(8) {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    *lane = w(r, c + l).mul_add(x(t, c + l), *lane);
+                }
+            }
+            *v = hsum8(&lanes);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2+FMA+F16C register blocks. Callers check the features and the slice lengths.
+    use std::arch::x86_64::*;
+
+    use super::hsum8;
+
+    /// Weight type tags for the const parameter of `dot_block` (so the load is chosen at
+    /// compile time, outside the hot loop).
+    pub const F32: u8 = 0;
+    pub const F16: u8 = 1;
+    pub const BF16: u8 = 2;
+
+    /// 8 weights of type `TY` at element `j` of the row at `p`, widened to f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_w<const TY: u8>(p: *const u8, j: usize) -> __m256 {
+        // SAFETY (all arms): the caller guarantees `j + 8` elements of the row are in bounds.
+        unsafe {
+            match TY {
+                F32 => _mm256_loadu_ps(p.add(4 * j).cast()),
+                F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * j).cast())),
+                _ => _mm256_castsi256_ps(_mm256_slli_epi32(
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * j).cast())),
+                    16,
+                )),
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn lanes(v: __m256) -> [f32; 8] {
+        let mut a = [0.0f32; 8];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
+        a
+    }
+
+    /// `out[i] = dot(row i, x)` over `k8` elements for `R` rows `row_bytes` apart from `w`.
+    ///
+    /// # Safety
+    /// avx2, fma and f16c available; `w` points at `R` rows of `row_bytes` bytes, each holding at
+    /// least `k8` elements of type `TY`; `x` holds at least `k8` f32; `k8` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_block<const R: usize, const TY: u8>(
+        w: *const u8,
+        row_bytes: usize,
+        x: *const f32,
+        k8: usize,
+        out: &mut [f32; R],
+    ) {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut j = 0;
+        while j < k8 {
+            // SAFETY: j + 8 <= k8 elements of x and of every row (the caller's contract).
+            let xv = unsafe { _mm256_loadu_ps(x.add(j)) };
+            for (i, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as above; row i starts i * row_bytes past `w`.
+                let wv = unsafe { load_w::<TY>(w.add(i * row_bytes), j) };
+                *a = _mm256_fmadd_ps(wv, xv, *a);
+            }
+            j += 8;
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum8(&lanes(a));
+        }
+    }
+
+    /// `acc[r][t] = dot(row r of w, token t of x)` over `k8` elements; rows and tokens are `k`
+    /// f32 apart.
+    ///
+    /// # Safety
+    /// avx2 and fma available; `w` holds `R * k` and `x` holds `T * k` f32; `k8 <= k` is a
+    /// multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f32_block<const R: usize, const T: usize>(
+        w: *const f32,
+        x: *const f32,
+        k: usize,
+        k8: usize,
+        acc_out: &mut [[f32; T]; R],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut j = 0;
+        while j < k8 {
+            let mut xv = [_mm256_setzero_ps(); T];
+            for (t, v) in xv.iter_mut().enumerate() {
+                // SAFETY: t < T and j + 8 <= k8 <= k (the caller's contract).
+                *v = unsafe { _mm256_loadu_ps(x.add(t * k + j)) };
+            }
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: r < R and j + 8 <= k8 <= k.
+                let wv = unsafe { _mm256_loadu_ps(w.add(r * k + j)) };
+                for (t, a) in a.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(wv, xv[t], *a);
+                }
+            }
+            j += 8;
+        }
+        for (o, a) in acc_out.iter_mut().zip(&acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum8(&lanes(*a));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random sequence in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn encode(ty: GgmlType, v: &[f32]) -> Vec<u8> {
+        match ty {
+            GgmlType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            GgmlType::F16 => v
+                .iter()
+                .flat_map(|&x| f32_to_fp16(x).to_le_bytes())
+                .collect(),
+            _ => v
+                .iter()
+                .flat_map(|&x| f32_to_bf16(x).to_le_bytes())
+                .collect(),
+        }
+    }
+
+    /// (n_cols, n_rows, n_tok): rows and tokens off every block size, a row length that is not
+    /// a multiple of 8 (the f64 tail), and model-like widths.
+    const SHAPES: [(usize, usize, usize); 8] = [
+        (8, 1, 1),
+        (40, 13, 1),
+        (40, 13, 5),
+        (37, 9, 2),
+        (64, 37, 7),
+        (1000, 21, 4),
+        (640, 70, 16),
+        (2048, 11, 3),
+    ];
+
+    const TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+    /// Against the exact product of the stored weights with the activations rounded to the
+    /// weight type (what ggml multiplies), in f64: the only difference allowed is f32
+    /// accumulation error, at most k ulps of the sum of |products|.
+    #[test]
+    fn matches_f64_product_on_awkward_shapes() {
+        let pool = Pool::new(2).expect("pool");
+        for ty in TYPES {
+            let f = Float::of(ty).expect("float type");
+            for (si, &(k, m, n_tok)) in SHAPES.iter().enumerate() {
+                let bytes = encode(ty, &values(k * m, 10 + si as u64));
+                let x: Vec<f32> = values(k * n_tok, 100 + si as u64)
+                    .iter()
+                    .map(|v| v * 3.0)
+                    .collect();
+                let w = FloatMatrix::new(ty, k, m, &bytes).expect("matrix");
+                let mut y = vec![f32::NAN; n_tok * m];
+                matmul(&pool, &w, &x, n_tok, &mut y);
+                for t in 0..n_tok {
+                    for r in 0..m {
+                        let row = &bytes[r * k * f.size()..(r + 1) * k * f.size()];
+                        let (mut want, mut mag) = (0.0f64, 0.0f64);
+                        for j in 0..k {
+                            let p = f64::from(f.load(row, j)) * f64::from(f.round(x[t * k + j]));
+                            want += p;
+                            mag += p.abs();
+                        }
+                        let got = f64::from(y[t * m + r]);
+                        let tol = k as f64 * f64::from(f32::EPSILON) * mag + 1e-30;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "{ty} k{k} m{m} n{n_tok}: y[{t}][{r}] = {got}, want {want} (tol {tol})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Activations are rounded to the weight type before the product, as ggml converts them to
+    /// the `vec_dot_type`: with x = 1 + 2^-12 (not an f16 or bf16), F16 and BF16 weights of 1.0
+    /// must see exactly 1.0, F32 the value itself.
+    #[test]
+    fn activations_are_rounded_to_the_weight_type() {
+        let pool = Pool::new(1).expect("pool");
+        let (k, x) = (16, 1.0f32 + 2f32.powi(-12));
+        for (ty, want) in [
+            (GgmlType::F16, 16.0),
+            (GgmlType::BF16, 16.0),
+            (GgmlType::F32, 16.0 * x),
+        ] {
+            let bytes = encode(ty, &vec![1.0; k]);
+            let w = FloatMatrix::new(ty, k, 1, &bytes).expect("matrix");
+            let mut y = [0.0f32; 2];
+            matmul(&pool, &w, &[x; 32], 2, &mut y);
+            assert_eq!(y, [want; 2], "{ty}");
+            let mut y1 = [0.0f32];
+            matmul(&pool, &w, &[x; 16], 1, &mut y1);
+            assert_eq!(y1, [want], "{ty} single token");
+        }
+    }
+
+    /// The decode path, the batched path and the portable kernels round identically, so a token
+    /// verified in a batch gets bit-for-bit the logits it gets when decoded alone (speculative
+    /// decoding's greedy output depends on it) on every CPU.
+    #[test]
+    fn batch_single_and_portable_paths_are_bit_identical() {
+        let pool = Pool::new(2).expect("pool");
+        for ty in TYPES {
+            for (si, &(k, m, n_tok)) in SHAPES.iter().enumerate() {
+                let bytes = encode(ty, &values(k * m, 20 + si as u64));
+                let x = values(k * n_tok, 200 + si as u64);
+                let w = FloatMatrix::new(ty, k, m, &bytes).expect("matrix");
+                let mut fast = vec![0.0f32; n_tok * m];
+                matmul_with(&pool, &w, &x, n_tok, &mut fast, simd_available());
+                let mut portable = vec![0.0f32; n_tok * m];
+                matmul_with(&pool, &w, &x, n_tok, &mut portable, false);
+                assert_eq!(fast, portable, "{ty} k{k} m{m} n{n_tok}: SIMD vs portable");
+                for t in 0..n_tok {
+                    let mut one = vec![0.0f32; m];
+                    matmul(&pool, &w, &x[t * k..(t + 1) * k], 1, &mut one);
+                    assert_eq!(
+                        one,
+                        fast[t * m..(t + 1) * m],
+                        "{ty} k{k} m{m}: token {t} alone"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_float_types_and_wrong_sizes_are_errors() {
+        assert!(matches!(
+            FloatMatrix::new(GgmlType::Q8_0, 32, 1, &[0u8; 34]),
+            Err(FloatMatrixError::NotFloat(GgmlType::Q8_0))
+        ));
+        assert!(matches!(
+            FloatMatrix::new(GgmlType::F16, 8, 3, &[0u8; 40]),
+            Err(FloatMatrixError::Size {
+                expected: 48,
+                got: 40,
+                ..
+            })
+        ));
+    }
+}
