@@ -6,10 +6,8 @@
 //! Output rows are split over the pool in tiles, and a tile of weight rows is reused for every
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
-use rayon::prelude::*;
-
 use super::act_quant::activation_quantizer;
-use super::ggml_order::{vec_dot_for, BATCH_MIN_ROWS};
+use super::ggml_order::{dot4_for, vec_dot_for, Dot4Fn, BATCH_MIN_ROWS};
 use super::Pool;
 use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels, VecDotFn};
 
@@ -24,6 +22,9 @@ pub struct QMatrix<'a> {
     /// fewer than `BATCH_MIN_ROWS` activation rows and for more.
     vec_dot: VecDotFn,
     vec_dot_batch: VecDotFn,
+    /// Four-row forms of `vec_dot` and `vec_dot_batch` (same bits per row), where they exist.
+    dot4: Option<Dot4Fn>,
+    dot4_batch: Option<Dot4Fn>,
     n_cols: usize,
     n_rows: usize,
     row_bytes: usize,
@@ -68,13 +69,16 @@ impl<'a> QMatrix<'a> {
             });
         }
         let (vec_dot, vec_dot_batch) =
-            vec_dot_for(ty).unwrap_or((kernels.vec_dot, kernels.vec_dot));
+            vec_dot_for(ty, n_rows).unwrap_or((kernels.vec_dot, kernels.vec_dot));
+        let (dot4, dot4_batch) = dot4_for(ty, n_rows);
         Ok(QMatrix {
             data,
             kernels,
             quantize_act,
             vec_dot,
             vec_dot_batch,
+            dot4,
+            dot4_batch,
             n_cols,
             n_rows,
             row_bytes,
@@ -100,6 +104,31 @@ impl<'a> QMatrix<'a> {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
+    /// Rows `r..r + n`, back to back.
+    fn rows(&self, r: usize, n: usize) -> &'a [u8] {
+        &self.data[r * self.row_bytes..(r + n) * self.row_bytes]
+    }
+
+    /// `out[j] = dot(W[r0 + j], a)` for every `j`, four rows at a time where a four-row kernel
+    /// exists.
+    fn dot_rows(&self, r0: usize, a: &[u8], out: &mut [f32], batch: bool) {
+        let (one, four) = if batch {
+            (self.vec_dot_batch, self.dot4_batch)
+        } else {
+            (self.vec_dot, self.dot4)
+        };
+        let mut j = 0;
+        if let Some(four) = four {
+            while j + 4 <= out.len() {
+                out[j..j + 4].copy_from_slice(&four(self.rows(r0 + j, 4), a));
+                j += 4;
+            }
+        }
+        for (jj, o) in out.iter_mut().enumerate().skip(j) {
+            *o = one(self.n_cols, self.row(r0 + jj), a);
+        }
+    }
+
     /// Dequantize row `r` into `out` (`n_cols` long): how the embedding table is read, one token
     /// row at a time.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
@@ -111,6 +140,12 @@ impl<'a> QMatrix<'a> {
 /// Weight rows per task: enough to amortise the task, few enough that a tile stays in L1/L2
 /// while every token of the batch passes over it.
 const TILE_ROWS: usize = 16;
+
+/// Rows per task when decoding one token: a few tasks per thread (so a thread that finishes early
+/// takes over), each long enough that rayon's per-task cost stays out of the profile.
+fn decode_chunk_rows(m: usize, n_threads: usize) -> usize {
+    m.div_ceil(4 * n_threads.max(1)).next_multiple_of(TILE_ROWS)
+}
 
 /// Raw output pointer shared by the tasks of one product.
 #[derive(Clone, Copy)]
@@ -142,41 +177,37 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     act.clear();
     act.resize(n_tok * arb, 0);
     let from_f32 = w.quantize_act;
-    let vec_dot = if n_tok >= BATCH_MIN_ROWS {
-        w.vec_dot_batch
+    let batch = n_tok >= BATCH_MIN_ROWS;
+    if n_tok == 1 {
+        // One row is a few microseconds of work: not worth a region of its own.
+        from_f32(x, act);
     } else {
-        w.vec_dot
-    };
-    pool.install(|| {
-        act.par_chunks_mut(arb)
-            .zip(x.par_chunks(k))
-            .for_each(|(a, xr)| from_f32(xr, a));
-        let act: &[u8] = act;
-        if n_tok == 1 {
-            y.par_chunks_mut(TILE_ROWS)
-                .enumerate()
-                .for_each(|(tile, ys)| {
-                    for (j, yr) in ys.iter_mut().enumerate() {
-                        *yr = vec_dot(k, w.row(tile * TILE_ROWS + j), act);
-                    }
-                });
-            return;
-        }
-        let out = OutPtr(y.as_mut_ptr());
-        let n_tiles = m.div_ceil(TILE_ROWS);
-        (0..n_tiles).into_par_iter().for_each(|tile| {
-            let rows = tile * TILE_ROWS..((tile + 1) * TILE_ROWS).min(m);
-            for t in 0..n_tok {
-                let a = &act[t * arb..(t + 1) * arb];
-                for r in rows.clone() {
-                    let v = vec_dot(k, w.row(r), a);
-                    // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); row ranges of distinct
-                    // tiles are disjoint, so no other task writes this element, and `y` is
-                    // borrowed mutably for the whole parallel section.
-                    unsafe { *out.at(t * m + r) = v };
-                }
-            }
+        pool.for_each_chunk(act, arb, &|t, a| from_f32(&x[t * k..(t + 1) * k], a));
+    }
+    let act: &[u8] = act;
+    if n_tok == 1 {
+        let chunk = decode_chunk_rows(m, pool.n_threads());
+        pool.for_each_chunk(y, chunk, &|tile, ys| {
+            w.dot_rows(tile * chunk, act, ys, false)
         });
+        return;
+    }
+    let out = OutPtr(y.as_mut_ptr());
+    let n_tiles = m.div_ceil(TILE_ROWS);
+    pool.run(n_tiles, &|tile| {
+        let r0 = tile * TILE_ROWS;
+        let rows = TILE_ROWS.min(m - r0);
+        let mut buf = [0.0f32; TILE_ROWS];
+        for t in 0..n_tok {
+            let a = &act[t * arb..(t + 1) * arb];
+            w.dot_rows(r0, a, &mut buf[..rows], batch);
+            for (j, &v) in buf[..rows].iter().enumerate() {
+                // SAFETY: t < n_tok and r0 + j < m, so t*m + r0 + j < y.len(); row ranges of
+                // distinct tiles are disjoint, so no other task writes this element, and `y`
+                // is borrowed mutably until `run` returns, after every task is done.
+                unsafe { *out.at(t * m + r0 + j) = v };
+            }
+        }
     });
 }
 

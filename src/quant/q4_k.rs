@@ -293,7 +293,7 @@ pub fn quantize_row(x: &[f32], bytes: &mut [u8]) {
 /// The min term uses Q8_K's `bsums` so the nibbles are read once (ggml's generic kernel does the
 /// same sums in eight lanes; one exact sum per block lets the SIMD twin match bit for bit).
 #[inline(always)]
-fn block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
+pub(crate) fn block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
     let (sc, m) = unpack_scales_mins(&x.scales);
     let mut summ = 0i32;
     for j in 0..16 {

@@ -202,28 +202,36 @@ pub unsafe fn vec_dot_q3_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
 pub unsafe fn vec_dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     check_row(n, w.len(), std::mem::size_of::<BlockQ4K>(), "Q4_K");
     check_row(n, a.len(), std::mem::size_of::<BlockQ8K>(), "Q8_K");
-    let m4 = _mm256_set1_epi8(0x0F);
     let mut sumf = 0.0f32;
     for (x, y) in as_blocks::<BlockQ4K>(w)
         .iter()
         .zip(as_blocks::<BlockQ8K>(a))
     {
-        let (sc, m) = scales_mins_k4(&x.scales);
-        let summ = mins_dot_bsums(&m, y);
-        let mut acc = _mm256_setzero_si256();
-        for k in 0..4 {
-            let bits = load_u8x32(&x.qs[32 * k..]);
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            let plo = _mm256_maddubs_epi16(lo, q8_at(y, 64 * k));
-            let phi = _mm256_maddubs_epi16(hi, q8_at(y, 64 * k + 32));
-            let plo = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k])), plo);
-            let phi = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k + 1])), phi);
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
-        }
-        sumf = q4_k::accumulate(sumf, x, y, hsum_i32(acc), summ);
+        let (isum, summ) = q4_k_block_sums(x, y);
+        sumf = q4_k::accumulate(sumf, x, y, isum, summ);
     }
     sumf
+}
+
+/// One Q4_K super-block against its Q8_K activations: (Σ scale·q·a, Σ min·bsum), both exact.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn q4_k_block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (sc, m) = scales_mins_k4(&x.scales);
+    let summ = mins_dot_bsums(&m, y);
+    let mut acc = _mm256_setzero_si256();
+    for k in 0..4 {
+        let bits = load_u8x32(&x.qs[32 * k..]);
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        let plo = _mm256_maddubs_epi16(lo, q8_at(y, 64 * k));
+        let phi = _mm256_maddubs_epi16(hi, q8_at(y, 64 * k + 32));
+        let plo = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k])), plo);
+        let phi = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k + 1])), phi);
+        acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
+    }
+    (hsum_i32(acc), summ)
 }
 
 /// Q5_K · Q8_K (layout: `quant::q5_k`): Q4_K's kernel with bit `2k`/`2k+1` of `qh` adding 16 to
@@ -276,49 +284,58 @@ pub unsafe fn vec_dot_q5_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
 pub unsafe fn vec_dot_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     check_row(n, w.len(), std::mem::size_of::<BlockQ6K>(), "Q6_K");
     check_row(n, a.len(), std::mem::size_of::<BlockQ8K>(), "Q8_K");
-    let m15 = _mm256_set1_epi8(15);
     let mut sumf = 0.0f32;
     for (x, y) in as_blocks::<BlockQ6K>(w)
         .iter()
         .zip(as_blocks::<BlockQ8K>(a))
     {
-        // SAFETY: `scales` is 16 readable bytes.
-        let sc8 = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
-        let sc16 = _mm256_cvtepi8_epi16(sc8);
-        let offset = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(y), sc16), 5);
-        let mut acc = _mm256_setzero_si256();
-        for h in 0..2 {
-            let ql1 = load_u8x32(&x.ql[64 * h..]);
-            let ql2 = load_u8x32(&x.ql[64 * h + 32..]);
-            let qh = load_u8x32(&x.qh[32 * h..]);
-            let q = [
-                _mm256_or_si256(
-                    _mm256_and_si256(ql1, m15),
-                    _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(3)), 4),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(ql2, m15),
-                    _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m15),
-                    _mm256_and_si256(qh, _mm256_set1_epi8(48)),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m15),
-                    _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
-                ),
-            ];
-            for (k, &q) in q.iter().enumerate() {
-                // Elements 128h + 32k + (0..16 | 16..32): sub-blocks 8h + 2k and 8h + 2k + 1.
-                let p = _mm256_maddubs_epi16(q, q8_at(y, 128 * h + 32 * k));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(scale_pair(sc8, 4 * h + k), p));
-            }
-        }
-        let isum = hsum_i32(_mm256_sub_epi32(acc, offset));
-        sumf = q6_k::accumulate(sumf, x, y, isum);
+        sumf = q6_k::accumulate(sumf, x, y, hsum_i32(q6_k_lanes(x, y)));
     }
     sumf
+}
+
+/// One Q6_K super-block against its Q8_K activations as eight exact i32 lanes, split as ggml-cpu's
+/// AVX2 `ggml_vec_dot_q6_K_q8_K` splits them: lane `l` holds bytes `4l..4l+4` of every 32-element
+/// chunk times their sub-block scale, minus `32·(bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])`.
+/// Their sum is the block's integer dot product; `cpu::ggml_order` needs the lanes themselves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn q6_k_lanes(x: &BlockQ6K, y: &BlockQ8K) -> __m256i {
+    let m15 = _mm256_set1_epi8(15);
+    // SAFETY: `scales` is 16 readable bytes.
+    let sc8 = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
+    let sc16 = _mm256_cvtepi8_epi16(sc8);
+    let offset = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(y), sc16), 5);
+    let mut acc = _mm256_setzero_si256();
+    for h in 0..2 {
+        let ql1 = load_u8x32(&x.ql[64 * h..]);
+        let ql2 = load_u8x32(&x.ql[64 * h + 32..]);
+        let qh = load_u8x32(&x.qh[32 * h..]);
+        let q = [
+            _mm256_or_si256(
+                _mm256_and_si256(ql1, m15),
+                _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(3)), 4),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(ql2, m15),
+                _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m15),
+                _mm256_and_si256(qh, _mm256_set1_epi8(48)),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m15),
+                _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
+            ),
+        ];
+        for (k, &q) in q.iter().enumerate() {
+            // Elements 128h + 32k + (0..16 | 16..32): sub-blocks 8h + 2k and 8h + 2k + 1.
+            let p = _mm256_maddubs_epi16(q, q8_at(y, 128 * h + 32 * k));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(scale_pair(sc8, 4 * h + k), p));
+        }
+    }
+    _mm256_sub_epi32(acc, offset)
 }
 
 /// Quantizes whole blocks into Q8_K, byte-identical to `q8_k::quantize_row` for finite input:

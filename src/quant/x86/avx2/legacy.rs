@@ -182,7 +182,7 @@ pub unsafe fn vec_dot_q4_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
 /// The 32 five-bit values of a Q5 block as bytes 0..=31 (element order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unpack5(qh: [u8; 4], qs: &[u8; 16]) -> __m256i {
+pub(crate) fn unpack5(qh: [u8; 4], qs: &[u8; 16]) -> __m256i {
     let high = _mm256_and_si256(
         bytes_from_bits(u32::from_le_bytes(qh)),
         _mm256_set1_epi8(0x10),

@@ -3,8 +3,10 @@
 //! `unsafe` `#[target_feature(enable = "avx2,fma,f16c")]` fn: callers must have checked
 //! `super::avx2_available()`; slices are length-checked inside, so no other precondition exists.
 
+pub mod ggml_order;
 pub mod kquants;
 pub mod legacy;
+pub mod rows4;
 
 use std::arch::x86_64::*;
 

@@ -1,0 +1,129 @@
+//! Four weight rows against one activation row at a time: the decode-time (matrix-vector) form of
+//! the kernels llama.cpp runs, for the formats that dominate a step (the Q8_0 output head, Q5_0,
+//! Q6_K and Q4_K layer weights). Each row keeps its own accumulators and goes through exactly the
+//! float steps of its single-row kernel (`legacy::vec_dot_*`, `ggml_order::*`), so results are
+//! bit-identical to those; what four rows buy is one activation load per block instead of four
+//! and four independent memory streams in flight, which is what a memory-bound step needs.
+//!
+//! # Safety
+//! Every `pub unsafe fn` here requires a CPU with avx2, fma and f16c
+//! (`quant::x86::avx2_available()`); slice lengths are checked inside (panic on mismatch).
+
+use std::arch::x86_64::*;
+
+use super::kquants::{q4_k_block_sums, q6_k_lanes};
+use super::legacy::unpack5;
+use super::{fp16_product, hsum_ps, load_i8x32, mul_sum_i8_ps};
+use crate::quant::f16::le_fp16_to_f32;
+use crate::quant::q4_k::BlockQ4K;
+use crate::quant::q5_0::BlockQ5_0;
+use crate::quant::q6_k::BlockQ6K;
+use crate::quant::q8_0::BlockQ8_0;
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::{as_blocks, Block};
+
+/// Splits `w` (four rows back to back) into four block rows as long as the activation row `a`.
+fn four_rows<'a, W: Block, A: Block>(w: &'a [u8], a: &'a [u8]) -> ([&'a [W]; 4], &'a [A]) {
+    let ys = as_blocks::<A>(a);
+    let xs = as_blocks::<W>(w);
+    assert_eq!(
+        xs.len(),
+        4 * ys.len(),
+        "four weight rows per activation row"
+    );
+    let nb = ys.len();
+    (
+        [
+            &xs[..nb],
+            &xs[nb..2 * nb],
+            &xs[2 * nb..3 * nb],
+            &xs[3 * nb..],
+        ],
+        ys,
+    )
+}
+
+/// Q8_0 · Q8_0, four rows (order of `legacy::vec_dot_q8_0`, i.e. ggml's AVX2 kernel).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot4_q8_0(w: &[u8], a: &[u8]) -> [f32; 4] {
+    let (xs, ys) = four_rows::<BlockQ8_0, BlockQ8_0>(w, a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (b, y) in ys.iter().enumerate() {
+        let qy = load_i8x32(&y.qs);
+        for r in 0..4 {
+            let x = &xs[r][b];
+            let d = _mm256_set1_ps(fp16_product(x.d, y.d));
+            acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_ps(load_i8x32(&x.qs), qy), acc[r]);
+        }
+    }
+    acc.map(|v| hsum_ps(v))
+}
+
+/// Q5_0 · Q8_0, four rows (order of `legacy::vec_dot_q5_0`).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot4_q5_0(w: &[u8], a: &[u8]) -> [f32; 4] {
+    let (xs, ys) = four_rows::<BlockQ5_0, BlockQ8_0>(w, a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let sixteen = _mm256_set1_epi8(16);
+    for (b, y) in ys.iter().enumerate() {
+        let qy = load_i8x32(&y.qs);
+        for r in 0..4 {
+            let x = &xs[r][b];
+            let d = _mm256_set1_ps(fp16_product(x.d, y.d));
+            let qx = _mm256_sub_epi8(unpack5(x.qh, &x.qs), sixteen);
+            acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_ps(qx, qy), acc[r]);
+        }
+    }
+    acc.map(|v| hsum_ps(v))
+}
+
+/// Q6_K · Q8_K, four rows (order of `ggml_order::vec_dot_q6_k`, ggml's AVX2 vec_dot).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot4_q6_k(w: &[u8], a: &[u8]) -> [f32; 4] {
+    let (xs, ys) = four_rows::<BlockQ6K, BlockQ8K>(w, a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (b, y) in ys.iter().enumerate() {
+        for r in 0..4 {
+            let x = &xs[r][b];
+            let d = _mm256_set1_ps(y.d() * le_fp16_to_f32(x.d));
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q6_k_lanes(x, y)), acc[r]);
+        }
+    }
+    acc.map(|v| hsum_ps(v))
+}
+
+/// Q4_K · Q8_K, four rows (order of `ggml_order::vec_dot_q4_k_repacked`).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot4_q4_k_repacked(w: &[u8], a: &[u8]) -> [f32; 4] {
+    let (xs, ys) = four_rows::<BlockQ4K, BlockQ8K>(w, a);
+    let mut acc = [0.0f32; 4];
+    let mut accm = [0.0f32; 4];
+    for (b, y) in ys.iter().enumerate() {
+        for r in 0..4 {
+            let x = &xs[r][b];
+            let (isum, summ) = q4_k_block_sums(x, y);
+            acc[r] = fma1(isum as f32, le_fp16_to_f32(x.d) * y.d(), acc[r]);
+            accm[r] = fma1(summ as f32, le_fp16_to_f32(x.dmin) * y.d(), accm[r]);
+        }
+    }
+    [0, 1, 2, 3].map(|r| acc[r] - accm[r])
+}
+
+/// `a * b + c` rounded once.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma1(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+}
