@@ -223,84 +223,105 @@ fn simd_available() -> bool {
     }
 }
 
-/// One token: blocks of `DECODE_ROWS` rows read straight from the weights.
-fn rows_single(
-    w: &FloatMatrix,
-    x: &[f32],
-    rows: std::ops::Range<usize>,
-    simd: bool,
-    put: &impl Fn(usize, usize, f32),
-) {
-    let rb = w.row_bytes();
-    let mut r = rows.start;
-    while r < rows.end {
-        let n = DECODE_ROWS.min(rows.end - r);
-        let block = &w.data[r * rb..(r + n) * rb];
-        let mut out = [0.0f32; DECODE_ROWS];
-        if n == DECODE_ROWS {
-            dot_block::<DECODE_ROWS>(w.ty, block, w.n_cols, x, simd, &mut out);
-        } else {
-            for i in 0..n {
-                let mut o = [0.0f32; 1];
-                dot_block::<1>(
-                    w.ty,
-                    &block[i * rb..(i + 1) * rb],
-                    w.n_cols,
-                    x,
-                    simd,
-                    &mut o,
-                );
-                out[i] = o[0];
-            }
+/// Where a register block reads its weight rows (each `k` elements): the matrix's own bytes, or
+/// rows already widened into an f32 tile.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Raw {
+        ty: Float,
+        data: &'a [u8],
+        row_bytes: usize,
+    },
+    Tile(&'a [f32]),
+}
+
+impl Rows<'_> {
+    fn load(&self, k: usize, r: usize, j: usize) -> f32 {
+        match *self {
+            Rows::Raw {
+                ty,
+                data,
+                row_bytes,
+            } => ty.load(&data[r * row_bytes..(r + 1) * row_bytes], j),
+            Rows::Tile(t) => t[r * k + j],
         }
-        for (i, &v) in out[..n].iter().enumerate() {
-            put(0, r + i, v);
+    }
+
+    /// Rows starting at row `r`.
+    fn from(self, k: usize, r: usize) -> Self {
+        match self {
+            Rows::Raw {
+                ty,
+                data,
+                row_bytes,
+            } => Rows::Raw {
+                ty,
+                data: &data[r * row_bytes..],
+                row_bytes,
+            },
+            Rows::Tile(t) => Rows::Tile(&t[r * k..]),
         }
-        r += n;
     }
 }
 
-/// `out[i] = dot(row i of block, x)` for `R` rows of `k` elements of type `ty`.
-fn dot_block<const R: usize>(
-    ty: Float,
-    block: &[u8],
+/// `out[r][t] = dot(row r, token t)` for `R` rows and `T` tokens (`xs`: `T` rows of `k`), in
+/// the module header's order: eight FMA lanes over the first `k8` elements, `hsum8`, then the
+/// f64 tail.
+fn block<const R: usize, const T: usize>(
+    rows: Rows,
     k: usize,
-    x: &[f32],
+    xs: &[f32],
     simd: bool,
-    out: &mut [f32; R],
+    out: &mut [[f32; T]; R],
 ) {
-    let rb = k * ty.size();
-    assert!(block.len() == R * rb && x.len() == k, "dot_block shapes");
     let k8 = k - k % 8;
+    assert!(xs.len() >= T * k, "block activations");
+    match rows {
+        Rows::Raw {
+            ty,
+            data,
+            row_bytes,
+        } => assert!(
+            row_bytes == k * ty.size() && data.len() >= R * row_bytes,
+            "block weight rows"
+        ),
+        Rows::Tile(t) => assert!(t.len() >= R * k, "block tile rows"),
+    }
     #[cfg(target_arch = "x86_64")]
     if simd {
-        let (w, xp) = (block.as_ptr(), x.as_ptr());
+        let x = xs.as_ptr();
         // SAFETY: `simd` is true only when `avx2_available()` confirmed avx2, fma and f16c; the
-        // slice lengths were checked just above, and the kernel reads `k8 <= k` elements of each.
+        // asserts above guarantee R rows and T tokens of k >= k8 elements behind the pointers.
         unsafe {
-            match ty {
-                Float::F32 => x86::dot_block::<R, { x86::F32 }>(w, rb, xp, k8, out),
-                Float::F16 => x86::dot_block::<R, { x86::F16 }>(w, rb, xp, k8, out),
-                Float::BF16 => x86::dot_block::<R, { x86::BF16 }>(w, rb, xp, k8, out),
+            match rows {
+                Rows::Raw {
+                    ty,
+                    data,
+                    row_bytes,
+                } => {
+                    let w = data.as_ptr();
+                    match ty {
+                        Float::F32 => x86::block::<R, T, { x86::F32 }>(w, row_bytes, x, k, k8, out),
+                        Float::F16 => x86::block::<R, T, { x86::F16 }>(w, row_bytes, x, k, k8, out),
+                        Float::BF16 => {
+                            x86::block::<R, T, { x86::BF16 }>(w, row_bytes, x, k, k8, out)
+                        }
+                    }
+                }
+                Rows::Tile(t) => {
+                    x86::block::<R, T, { x86::F32 }>(t.as_ptr().cast(), 4 * k, x, k, k8, out)
+                }
             }
         }
     }
     if !simd {
-        let mut acc = [[0.0f32; 1]; R];
-        portable_block::<R, 1>(
-            |i, j| ty.load(&block[i * rb..], j),
-            |_, j| x[j],
-            k8,
-            &mut acc,
-        );
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = a[0];
-        }
+        portable_block::<R, T>(|r, j| rows.load(k, r, j), |t, j| xs[t * k + j], k8, out);
     }
     if k8 < k {
-        for (i, o) in out.iter_mut().enumerate() {
-            let row = &block[i * rb..(i + 1) * rb];
-            *o += tail(|j| ty.load(row, j), x, k8, k);
+        for (r, o) in out.iter_mut().enumerate() {
+            for (t, v) in o.iter_mut().enumerate() {
+                *v += tail(|j| rows.load(k, r, j), &xs[t * k..(t + 1) * k], k8, k);
+            }
         }
     }
 }
@@ -314,8 +335,73 @@ fn tail(w: impl Fn(usize) -> f32, x: &[f32], from: usize, k: usize) -> f32 {
     s as f32
 }
 
-/// Several tokens: each block of `TILE_ROWS` weight rows is widened into `tile` once, then every
-/// token group of `TILE_TOKENS` passes over it with its outputs in registers.
+/// One token: blocks of `DECODE_ROWS` rows read straight from the weights.
+fn rows_single(
+    w: &FloatMatrix,
+    x: &[f32],
+    rows: std::ops::Range<usize>,
+    simd: bool,
+    put: &impl Fn(usize, usize, f32),
+) {
+    let all = Rows::Raw {
+        ty: w.ty,
+        data: w.data,
+        row_bytes: w.row_bytes(),
+    };
+    let k = w.n_cols;
+    let mut r = rows.start;
+    while r < rows.end {
+        if rows.end - r >= DECODE_ROWS {
+            let mut out = [[0.0f32; 1]; DECODE_ROWS];
+            block::<DECODE_ROWS, 1>(all.from(k, r), k, x, simd, &mut out);
+            for (i, o) in out.iter().enumerate() {
+                put(0, r + i, o[0]);
+            }
+            r += DECODE_ROWS;
+        } else {
+            let mut out = [[0.0f32; 1]; 1];
+            block::<1, 1>(all.from(k, r), k, x, simd, &mut out);
+            put(0, r, out[0][0]);
+            r += 1;
+        }
+    }
+}
+
+/// `R` rows times `nt <= TILE_TOKENS` tokens into `out` (the first `nt` columns).
+fn group<const R: usize>(
+    rows: Rows,
+    k: usize,
+    xs: &[f32],
+    nt: usize,
+    simd: bool,
+    out: &mut [[f32; TILE_TOKENS]; R],
+) {
+    fn copy<const R: usize, const T: usize>(
+        src: &[[f32; T]; R],
+        out: &mut [[f32; TILE_TOKENS]; R],
+    ) {
+        for (o, s) in out.iter_mut().zip(src) {
+            o[..T].copy_from_slice(s);
+        }
+    }
+    match nt {
+        TILE_TOKENS => block::<R, TILE_TOKENS>(rows, k, xs, simd, out),
+        2 => {
+            let mut o = [[0.0f32; 2]; R];
+            block::<R, 2>(rows, k, xs, simd, &mut o);
+            copy(&o, out);
+        }
+        _ => {
+            let mut o = [[0.0f32; 1]; R];
+            block::<R, 1>(rows, k, xs, simd, &mut o);
+            copy(&o, out);
+        }
+    }
+}
+
+/// Several tokens: each block of `TILE_ROWS` weight rows meets every token group of
+/// `TILE_TOKENS` with its outputs in registers. When more than one group passes over a block, the
+/// block is first widened into the f32 `tile`, so each weight is converted once.
 fn rows_batch(
     w: &FloatMatrix,
     x: &[f32],
@@ -326,43 +412,46 @@ fn rows_batch(
     put: &impl Fn(usize, usize, f32),
 ) {
     let (k, rb) = (w.n_cols, w.row_bytes());
-    let k8 = k - k % 8;
+    let widened = n_tok > TILE_TOKENS && w.ty != Float::F32;
     tile.clear();
-    tile.resize(TILE_ROWS * k, 0.0);
+    if widened {
+        tile.resize(TILE_ROWS * k, 0.0);
+    }
     let mut r = rows.start;
     while r < rows.end {
         let nr = TILE_ROWS.min(rows.end - r);
-        for i in 0..nr {
-            widen(
-                w.ty,
-                &w.data[(r + i) * rb..(r + i + 1) * rb],
-                &mut tile[i * k..(i + 1) * k],
-            );
-        }
+        let raw = &w.data[r * rb..(r + nr) * rb];
+        let src = if widened {
+            for (i, dst) in tile.chunks_exact_mut(k).take(nr).enumerate() {
+                widen(w.ty, &raw[i * rb..(i + 1) * rb], dst, simd);
+            }
+            Rows::Tile(&tile[..nr * k])
+        } else {
+            Rows::Raw {
+                ty: w.ty,
+                data: raw,
+                row_bytes: rb,
+            }
+        };
         let mut t = 0;
         while t < n_tok {
             let nt = TILE_TOKENS.min(n_tok - t);
             let xs = &x[t * k..(t + nt) * k];
-            let mut out = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
-            match (nr, nt) {
-                (TILE_ROWS, TILE_TOKENS) => {
-                    f32_block::<TILE_ROWS, TILE_TOKENS>(tile, xs, k, k8, simd, &mut out)
-                }
-                (TILE_ROWS, 2) => f32_block::<TILE_ROWS, 2>(tile, xs, k, k8, simd, &mut out),
-                (TILE_ROWS, _) => f32_block::<TILE_ROWS, 1>(tile, xs, k, k8, simd, &mut out),
-                (_, TILE_TOKENS) => {
-                    f32_block::<1, TILE_TOKENS>(tile, xs, k, k8, simd, &mut out[..nr])
-                }
-                (_, 2) => f32_block::<1, 2>(tile, xs, k, k8, simd, &mut out[..nr]),
-                _ => f32_block::<1, 1>(tile, xs, k, k8, simd, &mut out[..nr]),
-            }
-            for (i, o) in out[..nr].iter_mut().enumerate() {
-                for (j, v) in o[..nt].iter_mut().enumerate() {
-                    if k8 < k {
-                        let wr = &tile[i * k..(i + 1) * k];
-                        *v += tail(|c| wr[c], &xs[j * k..(j + 1) * k], k8, k);
+            if nr == TILE_ROWS {
+                let mut out = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
+                group::<TILE_ROWS>(src, k, xs, nt, simd, &mut out);
+                for (i, o) in out.iter().enumerate() {
+                    for (j, &v) in o[..nt].iter().enumerate() {
+                        put(t + j, r + i, v);
                     }
-                    put(t + j, r + i, *v);
+                }
+            } else {
+                for i in 0..nr {
+                    let mut out = [[0.0f32; TILE_TOKENS]; 1];
+                    group::<1>(src.from(k, i), k, xs, nt, simd, &mut out);
+                    for (j, &v) in out[0][..nt].iter().enumerate() {
+                        put(t + j, r + i, v);
+                    }
                 }
             }
             t += nt;
@@ -371,48 +460,28 @@ fn rows_batch(
     }
 }
 
-/// A weight row widened to f32 (exact for every float format), with the fastest `to_f32` this
-/// CPU has for the type.
-fn widen(ty: Float, src: &[u8], dst: &mut [f32]) {
-    let gt = match ty {
-        Float::F32 => GgmlType::F32,
-        Float::F16 => GgmlType::F16,
-        Float::BF16 => GgmlType::BF16,
-    };
-    // `quant::dequantize_row` checks the lengths; the tile and row sizes agree by construction.
-    if let Err(e) = crate::quant::dequantize_row(gt, src, dst) {
-        unreachable!("float row widening: {e}");
+/// A weight row widened to f32 (exact for F16 and BF16).
+fn widen(ty: Float, src: &[u8], dst: &mut [f32], simd: bool) {
+    assert_eq!(src.len(), dst.len() * ty.size(), "widen row bytes");
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        let k8 = dst.len() - dst.len() % 8;
+        // SAFETY: avx2/f16c confirmed by `simd`; `src` holds `dst.len() >= k8` elements of `ty`
+        // (asserted above) and `dst` has room for them.
+        unsafe {
+            match ty {
+                Float::F32 => x86::widen::<{ x86::F32 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
+                Float::F16 => x86::widen::<{ x86::F16 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
+                Float::BF16 => x86::widen::<{ x86::BF16 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
+            }
+        }
+        for (j, d) in dst.iter_mut().enumerate().skip(k8) {
+            *d = ty.load(src, j);
+        }
+        return;
     }
-}
-
-/// Register block over f32 weight rows: `R` consecutive rows of `tile` (each `k` long, starting
-/// at row 0 of the slice handed in) times `T` tokens of `xs`, over the first `k8` elements.
-/// `out` holds at least `R` rows when `R` is 1 (the row-tail case loops over them).
-fn f32_block<const R: usize, const T: usize>(
-    tile: &[f32],
-    xs: &[f32],
-    k: usize,
-    k8: usize,
-    simd: bool,
-    out: &mut [[f32; TILE_TOKENS]],
-) {
-    // Rows beyond R (the row tail with R = 1) are done one by one.
-    for (i, o) in out.chunks_mut(R).enumerate() {
-        let rows = &tile[i * R * k..(i * R + o.len()) * k];
-        let mut acc = [[0.0f32; T]; R];
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            assert!(rows.len() >= R * k && xs.len() >= T * k, "f32_block shapes");
-            // SAFETY: AVX2/FMA checked by the caller (`simd`); `rows` holds R rows and `xs` T
-            // tokens of `k >= k8` elements each, as asserted just above.
-            unsafe { x86::f32_block::<R, T>(rows.as_ptr(), xs.as_ptr(), k, k8, &mut acc) };
-        }
-        if !simd {
-            portable_block::<R, T>(|r, j| rows[r * k + j], |t, j| xs[t * k + j], k8, &mut acc);
-        }
-        for (dst, src) in o.iter_mut().zip(&acc) {
-            dst[..T].copy_from_slice(src);
-        }
+    for (j, d) in dst.iter_mut().enumerate() {
+        *d = ty.load(src, j);
     }
 }
 
@@ -444,8 +513,8 @@ mod x86 {
 
     use super::hsum8;
 
-    /// Weight type tags for the const parameter of `dot_block` (so the load is chosen at
-    /// compile time, outside the hot loop).
+    /// Weight type tags for the const parameters (so the load is chosen at compile time,
+    /// outside the hot loop).
     pub const F32: u8 = 0;
     pub const F16: u8 = 1;
     pub const BF16: u8 = 2;
@@ -476,71 +545,58 @@ mod x86 {
         a
     }
 
-    /// `out[i] = dot(row i, x)` over `k8` elements for `R` rows `row_bytes` apart from `w`.
+    /// `out[r][t] = dot(row r, token t)` over `k8` elements: rows of type `TY` are `row_bytes`
+    /// apart from `w`, tokens are `x_stride` f32 apart from `x`.
     ///
     /// # Safety
-    /// avx2, fma and f16c available; `w` points at `R` rows of `row_bytes` bytes, each holding at
-    /// least `k8` elements of type `TY`; `x` holds at least `k8` f32; `k8` is a multiple of 8.
+    /// avx2, fma and f16c available; `w` points at `R` rows of at least `k8` elements of type
+    /// `TY`, `row_bytes` apart; `x` at `T` tokens of at least `k8` f32, `x_stride` apart; `k8` is
+    /// a multiple of 8.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_block<const R: usize, const TY: u8>(
+    pub unsafe fn block<const R: usize, const T: usize, const TY: u8>(
         w: *const u8,
         row_bytes: usize,
         x: *const f32,
+        x_stride: usize,
         k8: usize,
-        out: &mut [f32; R],
-    ) {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut j = 0;
-        while j < k8 {
-            // SAFETY: j + 8 <= k8 elements of x and of every row (the caller's contract).
-            let xv = unsafe { _mm256_loadu_ps(x.add(j)) };
-            for (i, a) in acc.iter_mut().enumerate() {
-                // SAFETY: as above; row i starts i * row_bytes past `w`.
-                let wv = unsafe { load_w::<TY>(w.add(i * row_bytes), j) };
-                *a = _mm256_fmadd_ps(wv, xv, *a);
-            }
-            j += 8;
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = hsum8(&lanes(a));
-        }
-    }
-
-    /// `acc[r][t] = dot(row r of w, token t of x)` over `k8` elements; rows and tokens are `k`
-    /// f32 apart.
-    ///
-    /// # Safety
-    /// avx2 and fma available; `w` holds `R * k` and `x` holds `T * k` f32; `k8 <= k` is a
-    /// multiple of 8.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn f32_block<const R: usize, const T: usize>(
-        w: *const f32,
-        x: *const f32,
-        k: usize,
-        k8: usize,
-        acc_out: &mut [[f32; T]; R],
+        out: &mut [[f32; T]; R],
     ) {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut j = 0;
         while j < k8 {
             let mut xv = [_mm256_setzero_ps(); T];
             for (t, v) in xv.iter_mut().enumerate() {
-                // SAFETY: t < T and j + 8 <= k8 <= k (the caller's contract).
-                *v = unsafe { _mm256_loadu_ps(x.add(t * k + j)) };
+                // SAFETY: t < T and j + 8 <= k8 (the caller's contract).
+                *v = unsafe { _mm256_loadu_ps(x.add(t * x_stride + j)) };
             }
             for (r, a) in acc.iter_mut().enumerate() {
-                // SAFETY: r < R and j + 8 <= k8 <= k.
-                let wv = unsafe { _mm256_loadu_ps(w.add(r * k + j)) };
-                for (t, a) in a.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(wv, xv[t], *a);
+                // SAFETY: r < R and j + 8 <= k8; row r starts r * row_bytes past `w`.
+                let wv = unsafe { load_w::<TY>(w.add(r * row_bytes), j) };
+                for (a, &xv) in a.iter_mut().zip(&xv) {
+                    *a = _mm256_fmadd_ps(wv, xv, *a);
                 }
             }
             j += 8;
         }
-        for (o, a) in acc_out.iter_mut().zip(&acc) {
+        for (o, a) in out.iter_mut().zip(&acc) {
             for (o, a) in o.iter_mut().zip(a) {
                 *o = hsum8(&lanes(*a));
             }
+        }
+    }
+
+    /// The first `k8` elements of type `TY` at `src` widened into `dst`.
+    ///
+    /// # Safety
+    /// avx2 and f16c available; `src` holds and `dst` has room for `k8` elements; `k8` is a
+    /// multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn widen<const TY: u8>(src: *const u8, dst: *mut f32, k8: usize) {
+        let mut j = 0;
+        while j < k8 {
+            // SAFETY: j + 8 <= k8 elements on both sides (the caller's contract).
+            unsafe { _mm256_storeu_ps(dst.add(j), load_w::<TY>(src, j)) };
+            j += 8;
         }
     }
 }
