@@ -10,8 +10,9 @@
 
 use super::common;
 use crate::chat::{ChatTemplate, Message, Role};
-use crate::engine::{per_second, End, Engine, GenOptions, Generation};
+use crate::engine::{per_second, End, Engine, GenOptions, Generation, TextOut};
 use crate::sample::{random_seed, Sampler, SamplerParams};
+use crate::spec::{self, Speculator};
 use crate::ui::{self, progress, Style};
 use anyhow::{Context, Result};
 use rustyline::error::ReadlineError;
@@ -24,8 +25,27 @@ const EXAMPLES: &str = "Examples:
   infer chat model.gguf --system 'Answer in one sentence.'
   infer chat model.gguf --temp 0 --chat-template chatml
   printf 'Hi!\\nWhat is 2+2?\\n' | infer chat   # one message per line, replies on stdout
+  infer chat big.gguf --draft small.gguf       # speculative decoding: same replies, faster
 
 In the chat, /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /bye leaves.";
+
+/// Speculative decoding flags (llama.cpp's names; the same as `infer run`'s).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DraftArgs {
+    /// Speculative decoding: a smaller model with the same vocabulary drafts tokens that this
+    /// model checks in one batch; same replies, faster when the draft is cheap and often right.
+    #[arg(long = "draft", alias = "model-draft", value_name = "MODEL")]
+    pub draft: Option<PathBuf>,
+    /// Most tokens drafted per step (the length adapts below it).
+    #[arg(long = "draft-max", default_value_t = 16)]
+    pub draft_max: usize,
+    /// Drafts shorter than this are not checked.
+    #[arg(long = "draft-min", default_value_t = 0)]
+    pub draft_min: usize,
+    /// Stop drafting when the draft's top probability falls below P.
+    #[arg(long = "draft-p-min", default_value_t = 0.75)]
+    pub draft_p_min: f32,
+}
 
 /// Sampling flags shared by `chat` and `batch` (llama.cpp's names and defaults).
 #[derive(clap::Args, Debug, Clone)]
@@ -83,6 +103,8 @@ pub struct Args {
     pub chat_template: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: DraftArgs,
     /// Most tokens per reply; -1 = until the model ends its turn or the context is full.
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
@@ -112,6 +134,29 @@ pub fn run(args: Args) -> Result<()> {
     let tok = common::load_tokenizer(&gguf)?;
     let model = common::load_model(&gguf, args.threads)?;
     let template = ChatTemplate::for_model(&gguf, &tok, args.chat_template.as_deref())?;
+    let draft_opts = args.draft.draft.as_deref().map(|p| spec::DraftOptions {
+        path: p,
+        params: spec::SpecParams {
+            n_max: args.draft.draft_max,
+            n_min: args.draft.draft_min,
+            p_min: args.draft.draft_p_min,
+            adaptive: true,
+        },
+        n_threads: args.threads.unwrap_or(0),
+    });
+    let target = spec::Target {
+        model: &model,
+        tok: &tok,
+        path: &path,
+    };
+    let draft_gguf = match &draft_opts {
+        Some(d) => Some(spec::open_draft(&target, d.path)?),
+        None => None,
+    };
+    let draft_model = match (&draft_gguf, &draft_opts) {
+        (Some(g), Some(d)) => Some(spec::load_draft(g, d)?),
+        _ => None,
+    };
     loading.finish_and_clear();
     let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
     if args.verbose {
@@ -122,12 +167,24 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     let params = args.sampling.params();
+    let spec = match (&draft_model, &draft_opts) {
+        (Some(d), Some(o)) => Some(Speculator::new(
+            &model,
+            d,
+            n_ctx,
+            params.clone(),
+            params.clone(),
+            o.params,
+        )?),
+        _ => None,
+    };
     let mut session = Session {
         engine: Engine::new(&model, &tok, n_ctx)?,
         template,
         system: args.system.clone().filter(|s| !s.is_empty()),
         messages: Vec::new(),
         sampler: Sampler::new(params.clone()),
+        spec,
         params,
         n_predict: usize::try_from(args.n_predict).ok(),
         last: None,
@@ -144,6 +201,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// One message per line from a pipe or file: no prompts, no colours, no line editor.
 fn piped(s: &mut Session) -> Result<()> {
+    ui::interrupt::exit_on_ctrl_c();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line.context("cannot read stdin")?;
@@ -270,6 +328,8 @@ struct Session<'e, 'g> {
     messages: Vec<Message>,
     params: SamplerParams,
     sampler: Sampler,
+    /// With `--draft`: generates the replies instead of `engine` (with its own target cache).
+    spec: Option<Speculator<'e, 'g>>,
     n_predict: Option<usize>,
     last: Option<Generation>,
     interactive: bool,
@@ -409,6 +469,9 @@ impl Session<'_, '_> {
         if p != self.params {
             // A new seed restarts the random sequence; other changes keep it going.
             self.sampler = Sampler::new(p.clone());
+            if let Some(sp) = &mut self.spec {
+                sp.set_sampling(p.clone(), p.clone());
+            }
             self.params = p;
         }
         self.say(&format!("{name} = {value}"));
@@ -450,17 +513,24 @@ impl Session<'_, '_> {
             n_predict: self.n_predict,
             stops: Vec::new(),
         };
-        let gen = self.engine.generate(
-            &tokens,
-            &mut self.sampler,
-            &opts,
-            Some(&INTERRUPT),
-            &mut |d, t| bar.update(d, t),
-            &mut |text| {
-                out.write_all(text.as_bytes())?;
-                out.flush()
-            },
-        )?;
+        let mut show = |text: &str| -> std::io::Result<()> {
+            out.write_all(text.as_bytes())?;
+            out.flush()
+        };
+        let gen = match &mut self.spec {
+            Some(sp) => {
+                let tok = self.engine.tokenizer();
+                speculate(sp, tok, &tokens, self.n_predict, self.verbose, &mut show)?
+            }
+            None => self.engine.generate(
+                &tokens,
+                &mut self.sampler,
+                &opts,
+                Some(&INTERRUPT),
+                &mut |d, t| bar.update(d, t),
+                &mut show,
+            )?,
+        };
         writeln!(out)?;
         out.flush()?;
         drop(out);
@@ -491,7 +561,10 @@ impl Session<'_, '_> {
     }
 
     fn stats(&self) {
-        let used = self.engine.cached().len();
+        let used = match &self.spec {
+            Some(sp) => sp.history().len(),
+            None => self.engine.cached().len(),
+        };
         let n_ctx = self.engine.n_ctx();
         let mut s = format!(
             "context: {used} of {n_ctx} tokens; chat template: {}",
@@ -520,6 +593,58 @@ impl Session<'_, '_> {
         std::fs::write(path, text)?;
         Ok(())
     }
+}
+
+/// One reply decoded speculatively, reported as the engine reports a plain one. Ctrl-C stops it
+/// between verification steps (the prompt's prefill is not interruptible here).
+fn speculate(
+    sp: &mut Speculator,
+    tok: &crate::tokenizer::Tokenizer,
+    tokens: &[u32],
+    n_predict: Option<usize>,
+    verbose: bool,
+    show: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> Result<Generation> {
+    let n_cached = sp
+        .history()
+        .iter()
+        .zip(tokens)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(tokens.len() - 1);
+    let mut text = String::new();
+    let mut out = TextOut::new(Vec::new());
+    let o = sp.generate::<anyhow::Error>(tokens, n_predict, &|id| tok.is_eog(id), |id| {
+        let (shown, _) = out.push(&tok.token_to_piece(id, false));
+        if !shown.is_empty() {
+            show(&shown)?;
+            text.push_str(&shown);
+        }
+        Ok(!INTERRUPT.load(Ordering::Relaxed))
+    })?;
+    let rest = out.finish();
+    if !rest.is_empty() {
+        show(&rest)?;
+        text.push_str(&rest);
+    }
+    let end = match o.end {
+        spec::End::Eog => End::Eog,
+        spec::End::Limit => End::Limit,
+        spec::End::Stopped => End::Interrupted,
+        spec::End::ContextFull => End::ContextFull,
+    };
+    if verbose {
+        ui::note(&o.stats.summary(o.tokens.len(), o.t_gen));
+    }
+    Ok(Generation {
+        text,
+        tokens: o.tokens,
+        n_prompt: tokens.len(),
+        n_prefilled: tokens.len() - n_cached,
+        end,
+        t_prompt: o.t_prompt,
+        t_gen: o.t_gen,
+    })
 }
 
 fn stats_line(g: &Generation) -> String {

@@ -150,6 +150,22 @@ impl<'m, 'g> Speculator<'m, 'g> {
         })
     }
 
+    /// New sampling settings for later runs (a chat's `/set`): the target's chain, the draft's,
+    /// and the random stream restarted from the target's seed when that changed. The caches
+    /// are kept.
+    pub fn set_sampling(&mut self, target: SamplerParams, draft: SamplerParams) {
+        if target.seed != self.verifier.seed() {
+            self.rng = Rng::new(target.seed);
+        }
+        self.verifier.set_chain(Chain::new(target));
+        self.proposer.set_chain(Chain::new(draft));
+    }
+
+    /// Tokens the target's cache holds a prefix of: the last run's prompt and output.
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+
     /// Restarts the random stream (as a new `--seed`).
     pub fn reseed(&mut self, seed: u64) {
         self.rng = Rng::new(seed);

@@ -18,7 +18,7 @@ pub mod with_draft;
 
 pub use compat::check_vocab;
 pub use driver::{End, Outcome, SpecParams, SpecStats, Speculator};
-pub use with_draft::{generate_with_draft, DraftOptions, Target};
+pub use with_draft::{generate_with_draft, load_draft, open_draft, DraftOptions, Target};
 
 use crate::gguf::GgufError;
 use crate::model::ModelError;

@@ -64,6 +64,11 @@ impl<'m, 'g> Proposer<'m, 'g> {
         self.state.len()
     }
 
+    /// Replaces the sampler chain (a chat's `/set`); the cache is kept.
+    pub fn set_chain(&mut self, chain: Chain) {
+        self.chain = chain;
+    }
+
     /// Drops cached positions `n..` (drafted tokens the target did not keep).
     pub fn truncate(&mut self, n: usize) {
         self.state.truncate(n);

@@ -43,6 +43,16 @@ impl<'m, 'g> Verifier<'m, 'g> {
         self.state.n_ctx()
     }
 
+    /// The seed of the chain's sampling settings.
+    pub fn seed(&self) -> u64 {
+        self.chain.params().seed
+    }
+
+    /// Replaces the sampler chain (a chat's `/set`); the cache is kept.
+    pub fn set_chain(&mut self, chain: Chain) {
+        self.chain = chain;
+    }
+
     pub fn truncate(&mut self, n: usize) {
         self.state.truncate(n);
     }

@@ -1,6 +1,7 @@
-//! What a command (`infer run --draft FILE`) needs in one call: open the draft file, check its
-//! vocabulary against the target's, load it, and decode speculatively. Kept here so that the
-//! command adds only its flags and this call.
+//! What a command needs for `--draft FILE`: open the draft file and check its vocabulary against
+//! the target's (`open_draft`), load it (`load_draft`), or all of that plus one speculative run in
+//! one call (`generate_with_draft`, for `infer run`). Kept here so that a command adds only its
+//! flags and these calls.
 
 use super::{check_vocab, Outcome, SpecError, SpecParams, SpecStats, Speculator};
 use crate::gguf::GgufFile;
@@ -38,18 +39,8 @@ pub fn generate_with_draft<E: From<SpecError>>(
     n_predict: Option<usize>,
     on_token: impl FnMut(u32) -> Result<bool, E>,
 ) -> Result<Outcome, E> {
-    let gguf = GgufFile::open(draft.path).map_err(SpecError::from)?;
-    let dtok = Tokenizer::from_gguf(&gguf).map_err(SpecError::from)?;
-    check_vocab(
-        &target.path.display().to_string(),
-        target.tok,
-        &draft.path.display().to_string(),
-        &dtok,
-    )?;
-    let opts = ModelOptions {
-        n_threads: draft.n_threads,
-    };
-    let dmodel = Model::load(&gguf, &opts).map_err(SpecError::from)?;
+    let gguf = open_draft(&target, draft.path)?;
+    let dmodel = load_draft(&gguf, draft)?;
     let mut s = Speculator::new(
         target.model,
         &dmodel,
@@ -60,6 +51,30 @@ pub fn generate_with_draft<E: From<SpecError>>(
     )?;
     let tok = target.tok;
     s.generate(prompt, n_predict, &|id| tok.is_eog(id), on_token)
+}
+
+/// Opens the draft file at `path` and checks that its vocabulary can draft for `target`'s.
+pub fn open_draft(target: &Target<'_, '_, '_>, path: &Path) -> Result<GgufFile, SpecError> {
+    let gguf = GgufFile::open(path)?;
+    let dtok = Tokenizer::from_gguf(&gguf)?;
+    check_vocab(
+        &target.path.display().to_string(),
+        target.tok,
+        &path.display().to_string(),
+        &dtok,
+    )?;
+    Ok(gguf)
+}
+
+/// The draft model's weights, bound to the file [`open_draft`] checked.
+pub fn load_draft<'g>(
+    gguf: &'g GgufFile,
+    draft: &DraftOptions<'_>,
+) -> Result<Model<'g>, SpecError> {
+    let opts = ModelOptions {
+        n_threads: draft.n_threads,
+    };
+    Ok(Model::load(gguf, &opts)?)
 }
 
 impl SpecStats {
