@@ -74,6 +74,9 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
+            if e.is::<infer::ui::interrupt::Interrupted>() {
+                return ExitCode::from(infer::ui::interrupt::EXIT_CODE);
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }

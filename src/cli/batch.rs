@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const EXAMPLES: &str = "Examples:
@@ -138,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
     loading.finish_and_clear();
     let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
     let mut engine = Engine::new(&model, &tok, n_ctx)?;
+    let interrupt = ui::interrupt::watch_ctrl_c();
 
     let t0 = Instant::now();
     let bar = progress::bar(jobs.len() as u64, "prompts");
@@ -145,6 +147,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut failed = 0usize;
     let mut warned = false;
     for job in &jobs {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
         let default_id = json!(job.line_no);
         let record = match &job.parsed {
             Err((id, why)) => Err((id.clone().unwrap_or(default_id), why.clone())),
@@ -166,11 +171,15 @@ pub fn run(args: Args) -> Result<()> {
                     }
                     None => tok.encode(&l.prompt, true, !args.no_parse_special),
                 };
-                complete(&mut engine, &args, l, &tokens)
+                complete(&mut engine, &args, l, &tokens, interrupt)
                     .map(|v| with_id(id.clone(), v))
                     .map_err(|e| (id, e))
             }
         };
+        // A prompt cut short by Ctrl-C gets no record: the output holds only finished ones.
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
         let value = match record {
             Ok(v) => v,
             Err((id, why)) => {
@@ -188,6 +197,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish_and_clear();
     drop(out);
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(ui::interrupt::Interrupted.into());
+    }
     ui::note(&format!(
         "{} prompts in {:.2} s, model loaded once ({} failed)",
         jobs.len(),
@@ -220,6 +232,7 @@ fn complete(
     args: &Args,
     l: &Line,
     tokens: &[u32],
+    interrupt: &AtomicBool,
 ) -> std::result::Result<Value, String> {
     let mut params = args.sampling.params();
     if let Some(t) = l.temp {
@@ -239,7 +252,7 @@ fn complete(
             tokens,
             &mut sampler,
             &opts,
-            None,
+            Some(interrupt),
             &mut |_, _| {},
             &mut |_| Ok(()),
         )

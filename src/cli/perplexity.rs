@@ -6,9 +6,12 @@
 //! chunks of `n_ctx` tokens. Each chunk runs from an empty cache with its first token replaced by
 //! BOS when the model adds one, and only the second half of each chunk is scored (every token
 //! then has at least `n_ctx / 2` tokens of context). Running values `[i]ppl,` go to stderr; the
-//! last line on stdout is `PPL = <ppl> +/- <error>`.
+//! last line on stdout is `PPL = <ppl> +/- <error>`. On a terminal a progress bar over the tokens
+//! shows the running perplexity instead, and the `[i]ppl,` line follows when it is done; `-q`
+//! keeps stderr to errors.
 
 use super::common;
+use crate::ui::{self, progress};
 use anyhow::{bail, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         bail!("-b/--batch-size must be at least 1");
     }
+    ui::interrupt::exit_on_ctrl_c();
     let text = common::read_text_file(&args.file)?;
     let gguf = common::open_model(&args.model)?;
     let tok = common::load_tokenizer(&gguf)?;
@@ -108,13 +112,18 @@ pub fn run(args: Args) -> Result<()> {
     let batch = args.batch_size.min(n_ctx);
     let mut state = model.new_state(n_ctx)?;
     let mut sum = NllSum::default();
-    let mut err = std::io::stderr().lock();
-    writeln!(
-        err,
-        "perplexity: {} tokens, {n_chunk} chunks of {n_ctx}, scoring the last {} of each",
-        tokens.len(),
-        n_ctx - first - 1
-    )?;
+    let quiet = ui::quiet();
+    if !quiet {
+        eprintln!(
+            "perplexity: {} tokens, {n_chunk} chunks of {n_ctx}, scoring the last {} of each",
+            tokens.len(),
+            n_ctx - first - 1
+        );
+    }
+    let bar = progress::bar((n_chunk * n_ctx) as u64, "tokens");
+    // Bar redraws and a growing line of running values would overwrite each other: with a bar
+    // the values wait for the end.
+    let mut running = String::new();
 
     for i in 0..n_chunk {
         let chunk = &tokens[i * n_ctx..(i + 1) * n_ctx];
@@ -126,6 +135,7 @@ pub fn run(args: Args) -> Result<()> {
         // The unscored first half needs no logits.
         for piece in input[..first].chunks(batch) {
             model.forward(&mut state, piece, false)?;
+            bar.inc(piece.len() as u64);
         }
         let mut pos = first;
         for piece in input[first..].chunks(batch.min(MAX_LOGIT_ROWS)) {
@@ -137,12 +147,22 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
             pos += piece.len();
+            bar.inc(piece.len() as u64);
         }
-        write!(err, "[{}]{:.4},", i + 1, sum.ppl())?;
-        err.flush()?;
+        let value = format!("[{}]{:.4},", i + 1, sum.ppl());
+        if !bar.is_hidden() {
+            bar.set_message(format!("ppl {:.4}", sum.ppl()));
+            running.push_str(&value);
+        } else if !quiet {
+            let mut err = std::io::stderr().lock();
+            err.write_all(value.as_bytes())?;
+            err.flush()?;
+        }
     }
-    writeln!(err)?;
-    drop(err);
+    bar.finish_and_clear();
+    if !quiet {
+        eprintln!("{running}");
+    }
 
     let Some((ppl, error)) = sum.estimate() else {
         bail!("the log-likelihoods have no positive variance; cannot estimate an error");

@@ -110,6 +110,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::ui::interrupt::exit_on_ctrl_c();
     let model_path = common::resolve_model(args.model.as_deref())?;
     let prompt = common::read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
     let gguf = common::open_model(&model_path)?;

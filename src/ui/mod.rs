@@ -2,6 +2,7 @@
 //! (`-q`) and progress bars on stderr. Settings are set once by `main` and read everywhere;
 //! nothing here writes to stdout, which carries only model text or JSON.
 
+pub mod interrupt;
 pub mod progress;
 
 use std::io::IsTerminal;
