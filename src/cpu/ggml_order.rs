@@ -114,79 +114,119 @@ pub fn vec_dot_q4_k_repacked(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc - accm
 }
 
-/// Fewest activation rows for which llama.cpp's CPU backend takes its batched kernels (the tiled
-/// K-quant matmul's `ggml_tiled_min_batch`).
+/// Q4_K · Q8_K in the order of ggml-cpu's repacked `q4_K_8x8` gemm (the activation rows of a
+/// batch that fill whole groups of four): [`vec_dot_q4_k_repacked`]'s two chains, stepped per
+/// 64-element chunk instead of per super-block.
+pub fn vec_dot_q4_k_repacked_gemm(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let xs = as_blocks::<BlockQ4K>(w);
+    let ys = as_blocks::<BlockQ8K>(a);
+    assert!(
+        xs.len() == ys.len() && xs.len() * 256 == n,
+        "Q4_K/Q8_K row lengths"
+    );
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in xs.iter().zip(ys) {
+        let (isum, imin) = q4_k::chunk_sums(x, y);
+        let (d, dmin) = (le_fp16_to_f32(x.d) * y.d(), le_fp16_to_f32(x.dmin) * y.d());
+        for k in 0..4 {
+            acc = (isum[k] as f32).mul_add(d, acc);
+            accm = (imin[k] as f32).mul_add(dmin, accm);
+        }
+    }
+    acc - accm
+}
+
+/// Fewest activation rows for which llama.cpp's CPU backend takes its tiled K-quant matmul
+/// (`ggml_tiled_min_batch`).
 pub const BATCH_MIN_ROWS: usize = 8;
 
-/// The exact-order replacements for the `vec_dot` of a weight matrix of type `ty` with `n_rows`
-/// rows, where needed: for fewer than [`BATCH_MIN_ROWS`] activation rows and for more.
-pub fn vec_dot_for(ty: GgmlType, n_rows: usize) -> Option<(VecDotFn, VecDotFn)> {
+/// Four weight rows (back to back in `w`) against one activation row, each row bit-identical to
+/// the matching single-row kernel: the form that shares activation loads.
+pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
+
+/// One float order: its single-row kernel and, where one exists, its four-row form.
+#[derive(Clone, Copy)]
+pub struct Kernel {
+    pub one: VecDotFn,
+    pub four: Option<Dot4Fn>,
+}
+
+/// Which activation rows of a product llama.cpp sends through its batched kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchRule {
+    /// The tiled K-quant matmul: every row, when the batch has at least [`BATCH_MIN_ROWS`].
+    Tiled,
+    /// The repacked gemm: the rows that fill whole groups of four, whatever the batch size
+    /// (the remaining one to three rows go through the gemv).
+    GroupsOfFour,
+}
+
+/// The kernels a weight matrix runs, in llama.cpp's orders: `single` for decode-style rows,
+/// `batch` for the rows `rule` picks.
+#[derive(Clone, Copy)]
+pub struct Orders {
+    pub single: Kernel,
+    pub batch: Kernel,
+    pub rule: BatchRule,
+}
+
+impl Orders {
+    /// The kernel for activation row `t` of a product over `n_tok` rows.
+    pub fn for_row(&self, t: usize, n_tok: usize) -> &Kernel {
+        let batched = match self.rule {
+            BatchRule::Tiled => n_tok >= BATCH_MIN_ROWS,
+            BatchRule::GroupsOfFour => t < n_tok - n_tok % 4,
+        };
+        if batched {
+            &self.batch
+        } else {
+            &self.single
+        }
+    }
+
+    /// The type's own kernel for every row (formats whose order needs no replacement).
+    pub fn plain(one: VecDotFn) -> Orders {
+        let k = Kernel { one, four: None };
+        Orders {
+            single: k,
+            batch: k,
+            rule: BatchRule::Tiled,
+        }
+    }
+}
+
+/// The kernels of a weight matrix of type `ty` with `n_rows` rows, or `None` where the type's
+/// own `vec_dot` (in `quant`) already has llama.cpp's order and no four-row form exists.
+pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::x86::avx2_available() {
-        return avx2::vec_dot_for(ty, n_rows);
+        return avx2::orders_for(ty, n_rows);
     }
+    let _ = n_rows;
     match ty {
-        GgmlType::Q6_K => Some((vec_dot_q6_k, vec_dot_q6_k_tiled)),
+        GgmlType::Q6_K => Some(Orders {
+            single: Kernel {
+                one: vec_dot_q6_k,
+                four: None,
+            },
+            batch: Kernel {
+                one: vec_dot_q6_k_tiled,
+                four: None,
+            },
+            rule: BatchRule::Tiled,
+        }),
         // ggml repacks Q4_K only on AVX2 machines; elsewhere its plain kernels run, whose order
         // the quant module's reference already has.
         _ => None,
     }
 }
 
-/// Four weight rows (back to back in `w`) against one activation row, each row bit-identical to
-/// the matching single-row kernel: the decode-time form that shares activation loads.
-pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
-
-/// Four-row kernels for a weight matrix of type `ty` with `n_rows` rows, in the same orders as
-/// [`vec_dot_for`] (or the type's own `vec_dot` where that gives none): for fewer than
-/// [`BATCH_MIN_ROWS`] activation rows and for more. `None` where no such kernel exists.
-pub fn dot4_for(ty: GgmlType, n_rows: usize) -> (Option<Dot4Fn>, Option<Dot4Fn>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::quant::x86::avx2_available() {
-        return avx2::dot4_for(ty, n_rows);
-    }
-    let _ = (ty, n_rows);
-    (None, None)
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::Dot4Fn;
+    use super::{BatchRule, Dot4Fn, Kernel, Orders};
     use crate::quant::x86::avx2::ggml_order as k;
     use crate::quant::x86::avx2::rows4 as r4;
     use crate::quant::{GgmlType, VecDotFn};
-
-    macro_rules! safe4 {
-        ($f:path) => {{
-            fn safe(w: &[u8], a: &[u8]) -> [f32; 4] {
-                // SAFETY: handed out only after `avx2_available()` confirmed avx2, fma and f16c;
-                // the kernel checks its slice lengths itself.
-                unsafe { $f(w, a) }
-            }
-            safe as Dot4Fn
-        }};
-    }
-
-    pub(super) fn dot4_for(ty: GgmlType, n_rows: usize) -> (Option<Dot4Fn>, Option<Dot4Fn>) {
-        // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
-        // same lanes and the same final sum); Q6_K's batched order is a different chain.
-        match ty {
-            GgmlType::Q8_0 => {
-                let f = safe4!(r4::vec_dot4_q8_0);
-                (Some(f), Some(f))
-            }
-            GgmlType::Q5_0 => {
-                let f = safe4!(r4::vec_dot4_q5_0);
-                (Some(f), Some(f))
-            }
-            GgmlType::Q6_K => (Some(safe4!(r4::vec_dot4_q6_k)), None),
-            GgmlType::Q4_K if n_rows.is_multiple_of(8) => {
-                let f = safe4!(r4::vec_dot4_q4_k_repacked);
-                (Some(f), Some(f))
-            }
-            _ => (None, None),
-        }
-    }
 
     macro_rules! safe {
         ($f:path) => {{
@@ -199,13 +239,56 @@ mod avx2 {
         }};
     }
 
-    pub(super) fn vec_dot_for(ty: GgmlType, n_rows: usize) -> Option<(VecDotFn, VecDotFn)> {
-        match ty {
-            GgmlType::Q6_K => Some((safe!(k::vec_dot_q6_k), safe!(k::vec_dot_q6_k_tiled))),
-            GgmlType::Q4_K if n_rows.is_multiple_of(8) => {
-                let f = safe!(k::vec_dot_q4_k_repacked);
-                Some((f, f))
+    macro_rules! safe4 {
+        ($f:path) => {{
+            fn safe(w: &[u8], a: &[u8]) -> [f32; 4] {
+                // SAFETY: as in `safe!`.
+                unsafe { $f(w, a) }
             }
+            safe as Dot4Fn
+        }};
+    }
+
+    pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
+        let same = |one: VecDotFn, four: Dot4Fn| {
+            let k = Kernel {
+                one,
+                four: Some(four),
+            };
+            Orders {
+                single: k,
+                batch: k,
+                rule: BatchRule::Tiled,
+            }
+        };
+        // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
+        // same lanes and the same final sum), so only the four-row form is new for them.
+        let kernels = crate::quant::kernels(ty).ok()?;
+        match ty {
+            GgmlType::Q8_0 => Some(same(kernels.vec_dot, safe4!(r4::vec_dot4_q8_0))),
+            GgmlType::Q5_0 => Some(same(kernels.vec_dot, safe4!(r4::vec_dot4_q5_0))),
+            GgmlType::Q6_K => Some(Orders {
+                single: Kernel {
+                    one: safe!(k::vec_dot_q6_k),
+                    four: Some(safe4!(r4::vec_dot4_q6_k)),
+                },
+                batch: Kernel {
+                    one: safe!(k::vec_dot_q6_k_tiled),
+                    four: None,
+                },
+                rule: BatchRule::Tiled,
+            }),
+            GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
+                single: Kernel {
+                    one: safe!(k::vec_dot_q4_k_repacked),
+                    four: Some(safe4!(r4::vec_dot4_q4_k_repacked)),
+                },
+                batch: Kernel {
+                    one: safe!(k::vec_dot_q4_k_repacked_gemm),
+                    four: Some(safe4!(r4::vec_dot4_q4_k_repacked_gemm)),
+                },
+                rule: BatchRule::GroupsOfFour,
+            }),
             _ => None,
         }
     }
@@ -268,52 +351,66 @@ mod tests {
         );
     }
 
-    /// The AVX2 twins give the same bits as the portable statements of each order.
+    /// The AVX2 twins (single- and four-row) give the same bits as the portable statements of
+    /// each order.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_twins_are_bit_identical() {
+    fn avx2_kernels_are_bit_identical_to_the_portable_orders() {
         if !crate::quant::x86::avx2_available() {
             eprintln!("skipping: no AVX2");
             return;
         }
-        for seed in 0..20 {
-            let n = 256 * (1 + seed % 8);
-            let (wq, aq) = rows(GgmlType::Q6_K, n, seed);
-            let (d, t) = avx2::vec_dot_for(GgmlType::Q6_K, 8).expect("q6_k");
-            assert_eq!(
-                d(n, &wq, &aq).to_bits(),
-                vec_dot_q6_k(n, &wq, &aq).to_bits()
-            );
-            assert_eq!(
-                t(n, &wq, &aq).to_bits(),
-                vec_dot_q6_k_tiled(n, &wq, &aq).to_bits()
-            );
-            let (wq, aq) = rows(GgmlType::Q4_K, n, seed);
-            let (d, _) = avx2::vec_dot_for(GgmlType::Q4_K, 640).expect("q4_k");
-            let want = vec_dot_q4_k_repacked(n, &wq, &aq);
-            assert_eq!(d(n, &wq, &aq).to_bits(), want.to_bits());
+        type Portable = fn(usize, &[u8], &[u8]) -> f32;
+        let cases: [(GgmlType, Portable, Portable); 2] = [
+            (GgmlType::Q6_K, vec_dot_q6_k, vec_dot_q6_k_tiled),
+            (
+                GgmlType::Q4_K,
+                vec_dot_q4_k_repacked,
+                vec_dot_q4_k_repacked_gemm,
+            ),
+        ];
+        for (ty, single, batch) in cases {
+            let o = avx2::orders_for(ty, 640).expect("orders");
+            for seed in 0..12 {
+                let n = 256 * (1 + seed % 5);
+                let rb = quant::row_bytes(ty, n).expect("row");
+                let mut w = Vec::new();
+                let mut a = Vec::new();
+                for r in 0..4 {
+                    let (wq, aq) = rows(ty, n, 4 * seed + r);
+                    w.extend_from_slice(&wq);
+                    if r == 0 {
+                        a = aq;
+                    }
+                }
+                for (k, portable) in [(o.single, single), (o.batch, batch)] {
+                    let four = k.four.map(|f| f(&w, &a));
+                    for r in 0..4 {
+                        let row = &w[r * rb..(r + 1) * rb];
+                        let want = portable(n, row, &a).to_bits();
+                        assert_eq!((k.one)(n, row, &a).to_bits(), want, "{ty} seed {seed}");
+                        if let Some(four) = four {
+                            assert_eq!(four[r].to_bits(), want, "{ty} four-row, row {r}");
+                        }
+                    }
+                }
+            }
         }
-        assert!(avx2::vec_dot_for(GgmlType::Q4_K, 641).is_none());
+        assert!(avx2::orders_for(GgmlType::Q4_K, 641).is_none());
     }
 
-    /// Four-row kernels give, row by row, the bits of the single-row kernels of the same order.
+    /// The four-row forms of the plain Q8_0/Q5_0 kernels give each row's single-row bits.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn four_row_kernels_equal_single_rows() {
+    fn four_row_legacy_kernels_equal_single_rows() {
         if !crate::quant::x86::avx2_available() {
             eprintln!("skipping: no AVX2");
             return;
         }
-        for ty in [
-            GgmlType::Q8_0,
-            GgmlType::Q5_0,
-            GgmlType::Q6_K,
-            GgmlType::Q4_K,
-        ] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0] {
             let n = 768;
             let kw = quant::kernels(ty).expect("weight type");
-            let act_ty = kw.vec_dot_type;
-            let ka = quant::kernels(act_ty).expect("act type");
+            let ka = quant::kernels(kw.vec_dot_type).expect("act type");
             let rb = quant::row_bytes(ty, n).expect("row");
             let mut w = vec![0u8; 4 * rb];
             for r in 0..4 {
@@ -323,18 +420,34 @@ mod tests {
                 (kw.from_f32)(&v, &mut w[r * rb..(r + 1) * rb]);
             }
             let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let mut a = vec![0u8; quant::row_bytes(act_ty, n).expect("row")];
+            let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
             super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
-            let (d4, b4) = dot4_for(ty, 8);
-            let (d1, b1) = vec_dot_for(ty, 8).unwrap_or((kw.vec_dot, kw.vec_dot));
-            for (four, one) in [(d4, d1), (b4, b1)] {
-                let Some(four) = four else { continue };
-                let got = four(&w, &a);
-                for r in 0..4 {
-                    let want = one(n, &w[r * rb..(r + 1) * rb], &a);
-                    assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
-                }
+            let o = orders_for(ty, 8).expect("orders");
+            let got = (o.single.four.expect("four-row form"))(&w, &a);
+            for r in 0..4 {
+                let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
+                assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
             }
         }
+    }
+
+    #[test]
+    fn batch_rules_pick_llama_cpp_rows() {
+        let o = Orders::plain(quant::q8_0::vec_dot);
+        let tiled = Orders {
+            batch: Kernel {
+                one: quant::q4_0::vec_dot,
+                four: None,
+            },
+            ..o
+        };
+        let is_batch = |o: &Orders, t, n| std::ptr::fn_addr_eq(o.for_row(t, n).one, o.batch.one);
+        assert!(!is_batch(&tiled, 0, 7) && is_batch(&tiled, 6, 8));
+        let groups = Orders {
+            rule: BatchRule::GroupsOfFour,
+            ..tiled
+        };
+        assert!(is_batch(&groups, 3, 6) && !is_batch(&groups, 4, 6) && !is_batch(&groups, 0, 3));
+        assert!(is_batch(&groups, 7, 8) && !is_batch(&groups, 8, 9));
     }
 }

@@ -7,9 +7,9 @@
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
 use super::act_quant::activation_quantizer;
-use super::ggml_order::{dot4_for, vec_dot_for, Dot4Fn, BATCH_MIN_ROWS};
+use super::ggml_order::{orders_for, Orders};
 use super::Pool;
-use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels, VecDotFn};
+use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
 
 /// A 2-D weight matrix viewed in place: `n_rows` rows of `n_cols` elements of one ggml type.
 #[derive(Clone, Copy)]
@@ -18,13 +18,9 @@ pub struct QMatrix<'a> {
     kernels: &'static TypeKernels,
     /// Quantizes activation rows into `kernels.vec_dot_type`, as ggml-cpu does.
     quantize_act: FromF32Fn,
-    /// `kernels.vec_dot`, or its replacements in ggml-cpu's float order (`ggml_order`) for
-    /// fewer than `BATCH_MIN_ROWS` activation rows and for more.
-    vec_dot: VecDotFn,
-    vec_dot_batch: VecDotFn,
-    /// Four-row forms of `vec_dot` and `vec_dot_batch` (same bits per row), where they exist.
-    dot4: Option<Dot4Fn>,
-    dot4_batch: Option<Dot4Fn>,
+    /// `kernels.vec_dot`, or its replacements in ggml-cpu's float orders (`ggml_order`), with
+    /// the rule that says which activation rows of a batch take which.
+    orders: Orders,
     n_cols: usize,
     n_rows: usize,
     row_bytes: usize,
@@ -68,17 +64,12 @@ impl<'a> QMatrix<'a> {
                 got: data.len(),
             });
         }
-        let (vec_dot, vec_dot_batch) =
-            vec_dot_for(ty, n_rows).unwrap_or((kernels.vec_dot, kernels.vec_dot));
-        let (dot4, dot4_batch) = dot4_for(ty, n_rows);
+        let orders = orders_for(ty, n_rows).unwrap_or_else(|| Orders::plain(kernels.vec_dot));
         Ok(QMatrix {
             data,
             kernels,
             quantize_act,
-            vec_dot,
-            vec_dot_batch,
-            dot4,
-            dot4_batch,
+            orders,
             n_cols,
             n_rows,
             row_bytes,
@@ -109,14 +100,11 @@ impl<'a> QMatrix<'a> {
         &self.data[r * self.row_bytes..(r + n) * self.row_bytes]
     }
 
-    /// `out[j] = dot(W[r0 + j], a)` for every `j`, four rows at a time where a four-row kernel
-    /// exists.
-    fn dot_rows(&self, r0: usize, a: &[u8], out: &mut [f32], batch: bool) {
-        let (one, four) = if batch {
-            (self.vec_dot_batch, self.dot4_batch)
-        } else {
-            (self.vec_dot, self.dot4)
-        };
+    /// `out[j] = dot(W[r0 + j], a)` for every `j`, with `a` activation row `t` of `n_tok`,
+    /// four weight rows at a time where a four-row kernel exists.
+    fn dot_rows(&self, r0: usize, a: &[u8], out: &mut [f32], t: usize, n_tok: usize) {
+        let k = self.orders.for_row(t, n_tok);
+        let (one, four) = (k.one, k.four);
         let mut j = 0;
         if let Some(four) = four {
             while j + 4 <= out.len() {
@@ -177,7 +165,6 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     act.clear();
     act.resize(n_tok * arb, 0);
     let from_f32 = w.quantize_act;
-    let batch = n_tok >= BATCH_MIN_ROWS;
     if n_tok == 1 {
         // One row is a few microseconds of work: not worth a region of its own.
         from_f32(x, act);
@@ -188,7 +175,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
     if n_tok == 1 {
         let chunk = decode_chunk_rows(m, pool.n_threads());
         pool.for_each_chunk(y, chunk, &|tile, ys| {
-            w.dot_rows(tile * chunk, act, ys, false)
+            w.dot_rows(tile * chunk, act, ys, 0, 1)
         });
         return;
     }
@@ -200,7 +187,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
         let mut buf = [0.0f32; TILE_ROWS];
         for t in 0..n_tok {
             let a = &act[t * arb..(t + 1) * arb];
-            w.dot_rows(r0, a, &mut buf[..rows], batch);
+            w.dot_rows(r0, a, &mut buf[..rows], t, n_tok);
             for (j, &v) in buf[..rows].iter().enumerate() {
                 // SAFETY: t < n_tok and r0 + j < m, so t*m + r0 + j < y.len(); row ranges of
                 // distinct tiles are disjoint, so no other task writes this element, and `y`

@@ -311,6 +311,25 @@ pub(crate) fn block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
     (isum, summ)
 }
 
+/// [`block_sums`] split by 64-element chunk `k` (sub-blocks `2k`, `2k+1`): the granularity at
+/// which ggml's repacked Q4_K gemm converts its integer sums to float.
+pub(crate) fn chunk_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 4], [i32; 4]) {
+    let (sc, m) = unpack_scales_mins(&x.scales);
+    let mut isum = [0i32; 4];
+    let mut imin = [0i32; 4];
+    for (k, (q4, q8)) in x.qs.chunks_exact(32).zip(y.qs.chunks_exact(64)).enumerate() {
+        let (mut lo, mut hi) = (0i32, 0i32);
+        for i in 0..32 {
+            lo += i32::from(q4[i] & 0xF) * i32::from(q8[i]);
+            hi += i32::from(q4[i] >> 4) * i32::from(q8[i + 32]);
+        }
+        isum[k] = i32::from(sc[2 * k]) * lo + i32::from(sc[2 * k + 1]) * hi;
+        imin[k] = i32::from(m[2 * k]) * (y.bsum(4 * k) + y.bsum(4 * k + 1))
+            + i32::from(m[2 * k + 1]) * (y.bsum(4 * k + 2) + y.bsum(4 * k + 3));
+    }
+    (isum, imin)
+}
+
 /// Per-block float step shared with the AVX2 twin, so both round identically.
 #[inline(always)]
 pub(crate) fn accumulate(sumf: f32, x: &BlockQ4K, y: &BlockQ8K, isum: i32, summ: i32) -> f32 {

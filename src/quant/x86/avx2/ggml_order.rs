@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 
 use super::hsum_ps;
-use super::kquants::{q4_k_block_sums, q6_k_lanes};
+use super::kquants::{q4_k_block_sums, q4_k_chunk_sums, q6_k_lanes};
 use crate::quant::as_blocks;
 use crate::quant::f16::le_fp16_to_f32;
 use crate::quant::q4_k::BlockQ4K;
@@ -51,6 +51,28 @@ pub unsafe fn vec_dot_q4_k_repacked(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let (isum, summ) = q4_k_block_sums(x, y);
         acc = fma1(isum as f32, le_fp16_to_f32(x.d) * y.d(), acc);
         accm = fma1(summ as f32, le_fp16_to_f32(x.dmin) * y.d(), accm);
+    }
+    acc - accm
+}
+
+/// Q4_K · Q8_K in the order of ggml-cpu's repacked `q4_K_8x8` gemm, which llama.cpp runs for the
+/// activation rows of a batch that fill whole groups of four (the rest go through the gemv order,
+/// [`vec_dot_q4_k_repacked`]): the same two chains as the gemv, but stepped per 64-element chunk
+/// (two sub-blocks) instead of per super-block.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q4_k_repacked_gemm(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (xs, ys) = q4_k_rows(n, w, a);
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in xs.iter().zip(ys) {
+        let (isum, imin) = q4_k_chunk_sums(x, y);
+        let (d, dmin) = (le_fp16_to_f32(x.d) * y.d(), le_fp16_to_f32(x.dmin) * y.d());
+        for k in 0..4 {
+            acc = fma1(isum[k] as f32, d, acc);
+            accm = fma1(imin[k] as f32, dmin, accm);
+        }
     }
     acc - accm
 }

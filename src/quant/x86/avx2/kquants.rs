@@ -234,6 +234,32 @@ pub(crate) fn q4_k_block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
     (hsum_i32(acc), summ)
 }
 
+/// One Q4_K super-block against its Q8_K activations, per 64-element chunk `k` (sub-blocks `2k`
+/// and `2k+1`): (Σ scale·q·a, Σ min·bsum) of that chunk, both exact. ggml's repacked Q4_K gemm
+/// converts and accumulates at this granularity.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn q4_k_chunk_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 4], [i32; 4]) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (sc, m) = scales_mins_k4(&x.scales);
+    let bsum = |g: usize| i32::from(i16::from_le_bytes(y.bsums[g]));
+    let mut isum = [0i32; 4];
+    let mut imin = [0i32; 4];
+    for k in 0..4 {
+        let bits = load_u8x32(&x.qs[32 * k..]);
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        let plo = _mm256_maddubs_epi16(lo, q8_at(y, 64 * k));
+        let phi = _mm256_maddubs_epi16(hi, q8_at(y, 64 * k + 32));
+        let plo = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k])), plo);
+        let phi = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k + 1])), phi);
+        isum[k] = hsum_i32(_mm256_add_epi32(plo, phi));
+        imin[k] = i32::from(m[2 * k]) * (bsum(4 * k) + bsum(4 * k + 1))
+            + i32::from(m[2 * k + 1]) * (bsum(4 * k + 2) + bsum(4 * k + 3));
+    }
+    (isum, imin)
+}
+
 /// Q5_K · Q8_K (layout: `quant::q5_k`): Q4_K's kernel with bit `2k`/`2k+1` of `qh` adding 16 to
 /// the low/high nibbles of chunk `k` (≤ 2·31·128 per i16 pair).
 ///
