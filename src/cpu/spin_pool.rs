@@ -126,7 +126,7 @@ impl SpinPool {
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < n_workers {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 // A worker descheduled on a busy machine needs the core more than we do.
                 thread::yield_now();
             } else {
@@ -165,7 +165,7 @@ fn worker(s: &Shared, me: usize) {
                 break g;
             }
             spins += 1;
-            if spins % 1024 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
                 s.sleeping[me].store(true, Ordering::SeqCst);
                 // Re-check after announcing sleep: `run` bumps the generation before it reads
                 // `sleeping`, so either it sees our flag and unparks us or we see its bump.
@@ -173,7 +173,7 @@ fn worker(s: &Shared, me: usize) {
                     thread::park();
                 }
                 s.sleeping[me].store(false, Ordering::SeqCst);
-            } else if spins % 1024 == 0 {
+            } else if spins.is_multiple_of(1024) {
                 thread::yield_now();
             } else {
                 std::hint::spin_loop();
