@@ -18,8 +18,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
 use super::ops::hsum8;
 use super::Pool;
 use crate::quant::bf16::{bf16_to_f32, f32_to_bf16};
@@ -192,23 +190,19 @@ fn matmul_with(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f
         .next_multiple_of(DECODE_ROWS);
     let n_tasks = m.div_ceil(per_task);
     let out = OutPtr(y.as_mut_ptr());
-    pool.install(|| {
-        (0..n_tasks).into_par_iter().for_each(|task| {
-            let rows = task * per_task..((task + 1) * per_task).min(m);
-            let put = |t: usize, r: usize, v: f32| {
-                // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); the row ranges of distinct
-                // tasks are disjoint, so no other task writes this element, and `y` is borrowed
-                // mutably for the whole parallel section.
-                unsafe { *out.at(t * m + r) = v };
-            };
-            if n_tok == 1 {
-                rows_single(w, &xa, rows, simd, &put);
-            } else {
-                TILE.with(|tile| {
-                    rows_batch(w, &xa, n_tok, rows, simd, &mut tile.borrow_mut(), &put)
-                });
-            }
-        });
+    pool.run(n_tasks, &|task| {
+        let rows = task * per_task..((task + 1) * per_task).min(m);
+        let put = |t: usize, r: usize, v: f32| {
+            // SAFETY: t < n_tok and r < m, so t*m + r < y.len(); the row ranges of distinct
+            // tasks are disjoint, so no other task writes this element, and `y` is borrowed
+            // mutably until `run` returns, after every task is done.
+            unsafe { *out.at(t * m + r) = v };
+        };
+        if n_tok == 1 {
+            rows_single(w, &xa, rows, simd, &put);
+        } else {
+            TILE.with(|tile| rows_batch(w, &xa, n_tok, rows, simd, &mut tile.borrow_mut(), &put));
+        }
     });
 }
 
