@@ -144,6 +144,10 @@ pub const BATCH_MIN_ROWS: usize = 8;
 /// the matching single-row kernel: the form that shares activation loads.
 pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
 
+/// Two weight rows (back to back in `w`) against four activation rows, `out[r][t]`, each entry
+/// bit-identical to the single-row kernel: the prefill form.
+pub type Tile2x4Fn = fn(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2];
+
 /// One float order: its single-row kernel and, where one exists, its four-row form.
 #[derive(Clone, Copy)]
 pub struct Kernel {
@@ -168,6 +172,8 @@ pub struct Orders {
     pub single: Kernel,
     pub batch: Kernel,
     pub rule: BatchRule,
+    /// A 2x4 tile kernel, for formats whose every row takes one order (`single` = `batch`).
+    pub tile: Option<Tile2x4Fn>,
 }
 
 impl Orders {
@@ -191,6 +197,7 @@ impl Orders {
             single: k,
             batch: k,
             rule: BatchRule::Tiled,
+            tile: None,
         }
     }
 }
@@ -214,6 +221,7 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
                 four: None,
             },
             rule: BatchRule::Tiled,
+            tile: None,
         }),
         // ggml repacks Q4_K only on AVX2 machines; elsewhere its plain kernels run, whose order
         // the quant module's reference already has.
@@ -223,7 +231,7 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BatchRule, Dot4Fn, Kernel, Orders};
+    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile2x4Fn};
     use crate::quant::x86::avx2::ggml_order as k;
     use crate::quant::x86::avx2::rows4 as r4;
     use crate::quant::{GgmlType, VecDotFn};
@@ -249,8 +257,18 @@ mod avx2 {
         }};
     }
 
+    macro_rules! safe_tile {
+        ($f:path) => {{
+            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+                // SAFETY: as in `safe!`.
+                unsafe { $f(w, a) }
+            }
+            safe as Tile2x4Fn
+        }};
+    }
+
     pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
-        let same = |one: VecDotFn, four: Dot4Fn| {
+        let same = |one: VecDotFn, four: Dot4Fn, tile: Tile2x4Fn| {
             let k = Kernel {
                 one,
                 four: Some(four),
@@ -259,14 +277,23 @@ mod avx2 {
                 single: k,
                 batch: k,
                 rule: BatchRule::Tiled,
+                tile: Some(tile),
             }
         };
         // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
         // same lanes and the same final sum), so only the four-row form is new for them.
         let kernels = crate::quant::kernels(ty).ok()?;
         match ty {
-            GgmlType::Q8_0 => Some(same(kernels.vec_dot, safe4!(r4::vec_dot4_q8_0))),
-            GgmlType::Q5_0 => Some(same(kernels.vec_dot, safe4!(r4::vec_dot4_q5_0))),
+            GgmlType::Q8_0 => Some(same(
+                kernels.vec_dot,
+                safe4!(r4::vec_dot4_q8_0),
+                safe_tile!(r4::tile2x4_q8_0),
+            )),
+            GgmlType::Q5_0 => Some(same(
+                kernels.vec_dot,
+                safe4!(r4::vec_dot4_q5_0),
+                safe_tile!(r4::tile2x4_q5_0),
+            )),
             GgmlType::Q6_K => Some(Orders {
                 single: Kernel {
                     one: safe!(k::vec_dot_q6_k),
@@ -277,6 +304,7 @@ mod avx2 {
                     four: None,
                 },
                 rule: BatchRule::Tiled,
+                tile: None,
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
                 single: Kernel {
@@ -288,6 +316,7 @@ mod avx2 {
                     four: Some(safe4!(r4::vec_dot4_q4_k_repacked_gemm)),
                 },
                 rule: BatchRule::GroupsOfFour,
+                tile: None,
             }),
             _ => None,
         }
@@ -427,6 +456,25 @@ mod tests {
             for r in 0..4 {
                 let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
                 assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
+            }
+            // Four different activation rows through the 2x4 tile.
+            let acts: Vec<Vec<u8>> = (0..4)
+                .map(|t| {
+                    let x: Vec<f32> = (0..n)
+                        .map(|i| (i as f32 * 0.1 * (t + 1) as f32).cos())
+                        .collect();
+                    let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
+                    super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
+                    a
+                })
+                .collect();
+            let tile = o.tile.expect("tile form");
+            let got = tile(&w[rb..3 * rb], [&acts[0], &acts[1], &acts[2], &acts[3]]);
+            for r in 0..2 {
+                for t in 0..4 {
+                    let want = (kw.vec_dot)(n, &w[(r + 1) * rb..(r + 2) * rb], &acts[t]);
+                    assert_eq!(got[r][t].to_bits(), want.to_bits(), "{ty} tile r{r} t{t}");
+                }
             }
         }
     }

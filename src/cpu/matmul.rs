@@ -185,14 +185,42 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
         let r0 = tile * TILE_ROWS;
         let rows = TILE_ROWS.min(m - r0);
         let mut buf = [0.0f32; TILE_ROWS];
-        for t in 0..n_tok {
+        let put = |t: usize, j: usize, v: f32| {
+            // SAFETY: t < n_tok and j < rows, so t*m + r0 + j < y.len(); row ranges of distinct
+            // tiles are disjoint, so no other task writes this element, and `y` is borrowed
+            // mutably until `run` returns, after every task is done.
+            unsafe { *out.at(t * m + r0 + j) = v };
+        };
+        let mut t = 0;
+        if let Some(tile_fn) = w.orders.tile {
+            // Four tokens at a time against pairs of rows; the odd last row and the last
+            // tokens fall through to the row kernels below.
+            while t + 4 <= n_tok {
+                let a = [0, 1, 2, 3].map(|i| &act[(t + i) * arb..(t + i + 1) * arb]);
+                let mut j = 0;
+                while j + 2 <= rows {
+                    let got = tile_fn(w.rows(r0 + j, 2), a);
+                    for (r, row) in got.iter().enumerate() {
+                        for (i, &v) in row.iter().enumerate() {
+                            put(t + i, j + r, v);
+                        }
+                    }
+                    j += 2;
+                }
+                if j < rows {
+                    for (i, a) in a.iter().enumerate() {
+                        w.dot_rows(r0 + j, a, &mut buf[..1], t + i, n_tok);
+                        put(t + i, j, buf[0]);
+                    }
+                }
+                t += 4;
+            }
+        }
+        for t in t..n_tok {
             let a = &act[t * arb..(t + 1) * arb];
             w.dot_rows(r0, a, &mut buf[..rows], t, n_tok);
             for (j, &v) in buf[..rows].iter().enumerate() {
-                // SAFETY: t < n_tok and r0 + j < m, so t*m + r0 + j < y.len(); row ranges of
-                // distinct tiles are disjoint, so no other task writes this element, and `y`
-                // is borrowed mutably until `run` returns, after every task is done.
-                unsafe { *out.at(t * m + r0 + j) = v };
+                put(t, j, v);
             }
         }
     });

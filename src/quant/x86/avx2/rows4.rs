@@ -150,3 +150,86 @@ pub unsafe fn vec_dot4_q4_k_repacked_gemm(w: &[u8], a: &[u8]) -> [f32; 4] {
 fn fma1(a: f32, b: f32, c: f32) -> f32 {
     _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
 }
+
+/// Blocks of two weight rows and four activation rows of equal length.
+fn tile_rows<'a, W: Block>(
+    w: &'a [u8],
+    a: [&'a [u8]; 4],
+) -> (&'a [W], [&'a [BlockQ8_0]; 4], usize) {
+    let ys = a.map(as_blocks::<BlockQ8_0>);
+    let nb = ys[0].len();
+    assert!(
+        ys.iter().all(|y| y.len() == nb),
+        "activation rows of one length"
+    );
+    let xs = as_blocks::<W>(w);
+    assert_eq!(xs.len(), 2 * nb, "two weight rows per tile");
+    (xs, ys, nb)
+}
+
+/// Q5_0 · Q8_0, two weight rows (back to back in `w`) against four activation rows, `out[r][t]`:
+/// the prefill (matrix-matrix) form, where each weight block is unpacked once for four tokens and
+/// each activation block loaded once for two rows, while every (row, token) keeps the float chain
+/// of its single-row kernel (order of `legacy::vec_dot_q5_0`). The 5-bit values are used
+/// unsigned (0..31) and `16·Σa` is taken out per 32-bit lane, which gives the very lane integers
+/// of ggml's signed form.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile2x4_q5_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+    let (xs, ys, nb) = tile_rows::<BlockQ5_0>(w, a);
+    let ones8 = _mm256_set1_epi8(1);
+    let ones16 = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    for b in 0..nb {
+        let mut qy = [_mm256_setzero_si256(); 4];
+        let mut off = [_mm256_setzero_si256(); 4];
+        let mut dy = [0.0f32; 4];
+        for t in 0..4 {
+            let y = &ys[t][b];
+            qy[t] = load_i8x32(&y.qs);
+            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qy[t]), ones16);
+            off[t] = _mm256_slli_epi32(sums, 4);
+            dy[t] = le_fp16_to_f32(y.d);
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = &xs[r * nb + b];
+            let qx = unpack5(x.qh, &x.qs);
+            let dx = le_fp16_to_f32(x.d);
+            for t in 0..4 {
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy[t]), ones16);
+                let lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, off[t]));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), lanes, acc[t]);
+            }
+        }
+    }
+    acc.map(|row| row.map(|v| hsum_ps(v)))
+}
+
+/// Q8_0 · Q8_0, two rows against four activation rows (as `tile2x4_q5_0`; order of `legacy::vec_dot_q8_0`).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile2x4_q8_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+    let (xs, ys, nb) = tile_rows::<BlockQ8_0>(w, a);
+    let ones16 = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    for b in 0..nb {
+        let qy = [0, 1, 2, 3].map(|t| load_i8x32(&ys[t][b].qs));
+        let dy = [0, 1, 2, 3].map(|t| le_fp16_to_f32(ys[t][b].d));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = &xs[r * nb + b];
+            let qx = load_i8x32(&x.qs);
+            let ax = _mm256_sign_epi8(qx, qx);
+            let dx = le_fp16_to_f32(x.d);
+            for t in 0..4 {
+                let sy = _mm256_sign_epi8(qy[t], qx);
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones16);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        }
+    }
+    acc.map(|row| row.map(|v| hsum_ps(v)))
+}
