@@ -14,9 +14,33 @@ use super::chain::Chain;
 use super::proposer::{DraftLimits, Drafted, Proposer};
 use super::verifier::Verifier;
 use super::SpecError;
+use crate::cpu::ggml_order::BATCH_MIN_ROWS;
+use crate::gguf::{GgufFile, TensorInfo};
 use crate::model::Model;
+use crate::quant::GgmlType;
 use crate::sample::{Rng, SamplerParams};
 use std::time::{Duration, Instant};
+
+/// Most tokens a verification batch may hold while every product in it rounds exactly as when
+/// decoding one token: from `BATCH_MIN_ROWS` rows on, quantized weights switch to ggml's batch
+/// kernels (another float order, as in llama.cpp), and a near tie in the target's logits could
+/// then pick another argmax than plain decoding does, breaking greedy identity.
+pub const DECODE_EXACT_ROWS: usize = BATCH_MIN_ROWS - 1;
+
+/// The verification batch limit for a target file: unbounded when every matrix it multiplies
+/// is F32, F16 or BF16 (`cpu::gemm_float` rounds a batch as it rounds one token), else
+/// [`DECODE_EXACT_ROWS`].
+pub fn verify_rows_for(target: &GgufFile) -> usize {
+    let float = |t: &TensorInfo| {
+        matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+            || t.dims.iter().filter(|&&d| d > 1).count() < 2
+    };
+    if target.tensors().iter().all(float) {
+        usize::MAX
+    } else {
+        DECODE_EXACT_ROWS
+    }
+}
 
 /// The `--draft-*` settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -104,6 +128,9 @@ pub struct Speculator<'m, 'g> {
     /// The prompt and tokens of the last run: what the caches may still hold a prefix of.
     history: Vec<u32>,
     drafts: Vec<Drafted>,
+    /// Most tokens per verification batch (the last token plus the drafts); see
+    /// [`Speculator::set_verify_rows`].
+    verify_rows: usize,
 }
 
 impl<'m, 'g> Speculator<'m, 'g> {
@@ -147,6 +174,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
             rng,
             history: Vec::new(),
             drafts: Vec::new(),
+            verify_rows: DECODE_EXACT_ROWS,
         })
     }
 
@@ -164,6 +192,14 @@ impl<'m, 'g> Speculator<'m, 'g> {
     /// Tokens the target's cache holds a prefix of: the last run's prompt and output.
     pub fn history(&self) -> &[u32] {
         &self.history
+    }
+
+    /// Allows verification batches of up to `rows` tokens (at least 2). The default,
+    /// [`DECODE_EXACT_ROWS`], keeps every batch on the matmul kernels a single decoded token
+    /// uses; larger batches are exact only for targets whose products do not depend on the
+    /// batch size ([`verify_rows_for`]).
+    pub fn set_verify_rows(&mut self, rows: usize) {
+        self.verify_rows = rows.max(2);
     }
 
     /// Restarts the random stream (as a new `--seed`).
@@ -256,7 +292,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
             }
             // Room: the verify batch (last token + drafts) must fit the target's context, and
             // drafts beyond what may still be emitted would be wasted.
-            let room = (n_ctx - history.len()).min(left);
+            let room = (n_ctx - history.len()).min(left).min(self.verify_rows - 1);
             let want = if self.params.adaptive {
                 adapt.next_len(room)
             } else {
