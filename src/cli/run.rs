@@ -9,6 +9,7 @@
 
 use super::common;
 use crate::engine;
+use crate::model::kv_cache::{CacheType, KvOptions};
 use crate::model::{Model, State};
 use crate::sample::{random_seed, Sampler, SamplerParams};
 use crate::spec;
@@ -91,6 +92,27 @@ pub struct Args {
     /// Treat special-token spellings in the prompt (e.g. `<start_of_turn>`) as plain text.
     #[arg(long = "no-parse-special")]
     pub no_parse_special: bool,
+    /// KV cache storage of keys: f16, f32 or q8_0.
+    #[arg(long = "cache-type-k", alias = "ctk", default_value = "f16")]
+    pub cache_type_k: CacheType,
+    /// KV cache storage of values: f16, f32 or q8_0.
+    #[arg(long = "cache-type-v", alias = "ctv", default_value = "f16")]
+    pub cache_type_v: CacheType,
+    /// When the context is full, keep the first N prompt tokens (after BOS; -1 = the whole
+    /// prompt), drop the older half of the rest and go on (with --context-shift).
+    #[arg(long = "keep", default_value_t = 0, allow_negative_numbers = true)]
+    pub keep: i64,
+    /// Go on past a full context by dropping old tokens (see --keep), as llama.cpp's
+    /// --context-shift; off by default, as in llama.cpp.
+    #[arg(long = "context-shift", overrides_with = "no_context_shift")]
+    pub context_shift: bool,
+    /// Never stop at an end-of-generation token (it is passed on like any other), for
+    /// measurements that need a fixed number of tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// Stop when the context is full (the default).
+    #[arg(long = "no-context-shift", overrides_with = "context_shift")]
+    pub no_context_shift: bool,
     /// Print model, hyper-parameter, thread and sampling details to stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -135,6 +157,17 @@ pub fn run(args: Args) -> Result<()> {
         n => n as usize,
     };
     let seed = u64::try_from(args.seed).unwrap_or_else(|_| random_seed());
+    let kv_opts = KvOptions {
+        type_k: args.cache_type_k,
+        type_v: args.cache_type_v,
+    };
+    // llama-completion's n_keep: -1 or more than the prompt keeps the prompt; else N after BOS.
+    let keep = match usize::try_from(args.keep) {
+        Ok(k) if k <= tokens.len() => k + usize::from(tok.add_bos()),
+        _ if args.keep < -1 => bail!("--keep must be -1 or more, got {}", args.keep),
+        _ => tokens.len(),
+    };
+    let shift = (args.context_shift && !args.no_context_shift).then_some(keep);
     let params = SamplerParams {
         temp: args.temp,
         top_k: args.top_k,
@@ -166,6 +199,25 @@ pub fn run(args: Args) -> Result<()> {
             model.n_threads(),
             tokens.len()
         )?;
+        let st = model.new_state_with(n_ctx, &kv_opts)?;
+        let kv = st.kv();
+        let ring = match kv.n_groups() {
+            1 => String::new(),
+            _ => format!(
+                "; {} of {} layers in a {}-cell window ring",
+                (0..kv.n_layer()).filter(|&il| kv.layer(il).group() == 1).count(),
+                kv.n_layer(),
+                kv.cells(1).size()
+            ),
+        };
+        writeln!(
+            err,
+            "kv cache: {:.2} MiB (K {}, V {}{ring})",
+            kv.bytes() as f64 / (1024.0 * 1024.0),
+            kv_opts.type_k,
+            kv_opts.type_v,
+        )?;
+        drop(st);
         writeln!(err, "sampling: {params:?}")?;
     }
     drop(err);
@@ -217,8 +269,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             let mut sampler = Sampler::new(params);
-            let mut state = model.new_state(n_ctx)?;
-            let is_eog = |id| tok.is_eog(id);
+            let mut state = model.new_state_with(n_ctx, &kv_opts)?;
+            state.set_context_shift(shift);
+            let is_eog = |id| !args.ignore_eos && tok.is_eog(id);
             generate(
                 &model,
                 &mut state,

@@ -167,8 +167,9 @@ impl<'m, 'g> Engine<'m, 'g> {
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count();
-        let keep = common.min(prompt.len() - 1);
-        self.state.truncate(keep);
+        // A sliding-window ring may no longer hold what the shared prefix needs; truncate says
+        // how much it kept (possibly nothing).
+        let keep = self.state.truncate(common.min(prompt.len() - 1));
         self.cached.truncate(keep);
         let todo = &prompt[keep..];
         let mut logits = Vec::new();
@@ -253,9 +254,13 @@ impl<'m, 'g> Engine<'m, 'g> {
                 Ok(!stopped)
             },
         );
-        // The state is the truth about what the cache holds, also after an error.
+        // The state is the truth about what the cache holds, also after an error; context
+        // shifts removed runs of tokens from it.
         let mut all = prompt.to_vec();
         all.extend_from_slice(&gen.tokens);
+        for (keep, discard) in self.state.drain_shifts() {
+            all.drain(keep.min(all.len())..(keep + discard).min(all.len()));
+        }
         all.truncate(self.state.len());
         self.cached = all;
         gen.end = result?;
@@ -309,7 +314,11 @@ pub fn decode<E: From<EngineError>>(
         if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
             return Ok(End::Interrupted);
         }
-        if state.len() >= n_ctx {
+        // With context shift on, shift as llama-completion does, one cell before the context
+        // is full; otherwise stop when it is.
+        if state.context_shift().is_some() && state.len() + 1 >= n_ctx {
+            model.context_shift(state).map_err(EngineError::from)?;
+        } else if state.len() >= n_ctx {
             return Ok(End::ContextFull);
         }
         let l = model

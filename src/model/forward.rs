@@ -19,17 +19,18 @@
 
 use super::arch::Activation;
 use super::hparams::Hparams;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvError, KvLayout, KvOptions, N_UBATCH};
 use super::weights::Linear;
 use super::{Model, ModelError};
-use crate::cpu::attention::{attention, AttnParams};
+use crate::cpu::attention::{attention_cells, AttnParams, KvView};
 use crate::cpu::matmul::matmul;
 use crate::cpu::ops;
 use crate::cpu::Pool;
 
-/// Tokens per internal pass: bounds the scratch memory of a long prompt while keeping weight
-/// reuse across the batch (llama.cpp's default physical batch is the same size).
-const MAX_BATCH: usize = 512;
+/// Tokens per internal pass (a ubatch): bounds the scratch memory of a long prompt while keeping
+/// weight reuse across the batch, and places tokens in cache cells as llama.cpp's default
+/// physical batch does.
+const MAX_BATCH: usize = N_UBATCH;
 
 /// The KV cache of one sequence plus every scratch buffer of the forward pass. Buffers grow to
 /// the largest batch seen and are reused, so decoding allocates nothing.
@@ -48,12 +49,23 @@ pub struct State {
     rope_swa: Vec<f32>,
     logits: Vec<f32>,
     act: Vec<u8>,
+    /// Context shift on a full context: `Some(keep)` keeps the first `keep` positions (see
+    /// [`Model::context_shift`]); `None` (the default) lets generation stop instead.
+    shift_keep: Option<usize>,
 }
 
 impl State {
-    pub(crate) fn new(hp: &Hparams, n_ctx: usize) -> State {
-        State {
-            kv: KvCache::new(hp.n_layer, n_ctx, hp.n_k(), hp.n_v()),
+    pub(crate) fn new(hp: &Hparams, n_ctx: usize, opts: &KvOptions) -> Result<State, KvError> {
+        let layout = KvLayout {
+            swa_layers: (0..hp.n_layer).map(|il| hp.is_swa(il)).collect(),
+            window: hp.sliding_window,
+            k_width: hp.n_k(),
+            v_width: hp.n_v(),
+            head_dim: hp.head_dim,
+            head_dim_v: hp.head_dim_v,
+        };
+        Ok(State {
+            kv: KvCache::new(&layout, n_ctx, opts.type_k, opts.type_v)?,
             x: Vec::new(),
             xn: Vec::new(),
             q: Vec::new(),
@@ -67,7 +79,8 @@ impl State {
             rope_swa: Vec::new(),
             logits: Vec::new(),
             act: Vec::new(),
-        }
+            shift_keep: None,
+        })
     }
 
     /// Positions already in the cache; the next token goes at this position.
@@ -76,16 +89,45 @@ impl State {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kv.is_empty()
+        self.len() == 0
     }
 
     pub fn n_ctx(&self) -> usize {
         self.kv.n_ctx()
     }
 
-    /// Drop cached positions `n..` (e.g. rejected speculative tokens, or a new prompt).
-    pub fn truncate(&mut self, n: usize) {
-        self.kv.truncate(n);
+    /// Drop cached positions `n..` (e.g. rejected speculative tokens, or a new prompt) and
+    /// return the new length: `n`, or 0 when a sliding-window ring no longer holds the window a
+    /// token at `n` needs (it holds the last ~`window + 512` positions), so the caller must
+    /// evaluate from the start again.
+    pub fn truncate(&mut self, n: usize) -> usize {
+        self.kv.truncate(n)
+    }
+
+    /// Whether [`State::truncate`] to `n` keeps `n` positions.
+    pub fn can_truncate(&self, n: usize) -> bool {
+        self.kv.can_truncate(n)
+    }
+
+    /// Enables context shift with `Some(keep)` (see [`Model::context_shift`]) or disables it.
+    pub fn set_context_shift(&mut self, keep: Option<usize>) {
+        self.shift_keep = keep;
+    }
+
+    /// The `keep` of an enabled context shift.
+    pub fn context_shift(&self) -> Option<usize> {
+        self.shift_keep
+    }
+
+    /// The KV cache (cell tables and rows), for inspection.
+    pub fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+
+    /// Context shifts done since the last call, as `(keep, discard)`: a caller that keeps the
+    /// list of cached tokens removes `keep..keep + discard` from it for each.
+    pub fn drain_shifts(&mut self) -> Vec<(usize, usize)> {
+        self.kv.drain_shift_log()
     }
 }
 
@@ -147,6 +189,32 @@ fn rope_table(
     }
 }
 
+/// Angles that rotate a key by `delta` positions: those of `|delta|`, with the sines negated
+/// for a negative delta (cos is even and sin odd, so this is the rotation by `delta` itself).
+fn shift_table(
+    hp: &Hparams,
+    freqs: Option<&[f32]>,
+    base: f32,
+    scale: f32,
+    delta: i32,
+    out: &mut Vec<f32>,
+) {
+    rope_table(
+        hp,
+        freqs,
+        base,
+        scale,
+        delta.unsigned_abs() as usize,
+        1,
+        out,
+    );
+    if delta < 0 {
+        for pair in out.chunks_exact_mut(2) {
+            pair[1] = -pair[1];
+        }
+    }
+}
+
 /// Receives intermediate tensors of a forward pass: `(name, layer, rows)`, with llama.cpp's graph
 /// names (`attn_norm`, `Qcur_normed`, `Kcur_normed`, `Vcur`, `Qcur`, `Kcur` (after RoPE), `kqv_out`,
 /// `attn_out`, `attn_post_norm`, `sa_out`, `ffn_norm`, `ffn_geglu`/`ffn_swiglu` (act(gate) * up),
@@ -203,13 +271,17 @@ impl Model<'_> {
         let n_chunks = tokens.len().div_ceil(MAX_BATCH);
         for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let last = ci + 1 == n_chunks;
-            if all_logits {
+            let r = if all_logits {
                 let rows = &mut logits[ci * MAX_BATCH * hp.n_vocab..][..chunk.len() * hp.n_vocab];
-                self.forward_batch(st, chunk, Some(rows), true, trace);
+                self.forward_batch(st, chunk, Some(rows), true, trace)
             } else if last {
-                self.forward_batch(st, chunk, Some(&mut logits[..]), false, trace);
+                self.forward_batch(st, chunk, Some(&mut logits[..]), false, trace)
             } else {
-                self.forward_batch(st, chunk, None, false, trace);
+                self.forward_batch(st, chunk, None, false, trace)
+            };
+            if let Err(e) = r {
+                st.logits = logits;
+                return Err(e);
             }
         }
         st.logits = logits;
@@ -225,7 +297,7 @@ impl Model<'_> {
         logits: Option<&mut [f32]>,
         all: bool,
         trace: Trace<'_>,
-    ) {
+    ) -> Result<(), ModelError> {
         let hp = &self.hp;
         let w = &self.weights;
         let pool = &self.pool;
@@ -233,6 +305,8 @@ impl Model<'_> {
         let e = hp.n_embd;
         let pos0 = st.len();
         let eps = hp.rms_eps;
+        // Cells of this ubatch, per cell group (full-context layers, window layers).
+        let slots = st.kv.place(n)?;
 
         let x = sized(&mut st.x, n * e);
         for (row, &tok) in x.chunks_exact_mut(e).zip(tokens) {
@@ -308,7 +382,18 @@ impl Model<'_> {
             trace("Qcur", il, q);
             trace("Kcur", il, k);
             let cache = st.kv.layer_mut(il);
-            cache.append(k, v);
+            let group = cache.group();
+            for (t, &cell) in slots[group].iter().enumerate() {
+                cache.write_k(cell, &k[t * hp.n_k()..(t + 1) * hp.n_k()]);
+                cache.write_v(cell, &v[t * hp.n_v()..(t + 1) * hp.n_v()]);
+            }
+            let cells = st.kv.cells(group);
+            let cache = st.kv.layer(il);
+            let kv = KvView {
+                pos: &cells.positions()[..cells.used_max_p1()],
+                keys: cache.keys(),
+                values: cache.values(),
+            };
             let params = AttnParams {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
@@ -317,7 +402,7 @@ impl Model<'_> {
                 scale: hp.attn_scale,
                 window: if swa { hp.sliding_window } else { None },
             };
-            attention(pool, &params, q, cache.keys(), cache.values(), pos0, attn);
+            attention_cells(pool, &params, q, &kv, pos0, attn);
             trace("kqv_out", il, attn);
             linear(pool, &lw.wo, attn, n, proj, act);
             trace("attn_out", il, proj);
@@ -354,7 +439,9 @@ impl Model<'_> {
             trace("l_out", il, x);
         }
 
-        let Some(logits) = logits else { return };
+        let Some(logits) = logits else {
+            return Ok(());
+        };
         let rows = if all { 0..n } else { n - 1..n };
         let n_rows = rows.len();
         let xs = &x[rows.start * e..rows.end * e];
@@ -365,6 +452,55 @@ impl Model<'_> {
         if let Some(cap) = hp.final_logit_softcap {
             ops::softcap_inplace(logits, cap);
         }
+        Ok(())
+    }
+
+    /// llama.cpp's context shift (`llama-completion` when the context is full): keeps the first
+    /// `keep` positions (the state's [`State::set_context_shift`]), forgets the older half of the
+    /// rest, moves the later positions down and re-rotates their cached keys by the position
+    /// delta with each layer's own RoPE base and scale, as llama.cpp's K-shift graph does.
+    /// Returns the number of positions dropped.
+    pub fn context_shift(&self, st: &mut State) -> Result<usize, ModelError> {
+        let hp = &self.hp;
+        let n_past = st.len();
+        let keep = st.shift_keep.unwrap_or(0).min(n_past);
+        let discard = (n_past - keep) / 2;
+        if discard == 0 {
+            return Err(ModelError::ContextExceeded {
+                cached: n_past,
+                new: 1,
+                n_ctx: st.n_ctx(),
+            });
+        }
+        st.kv.shift(keep, discard);
+        let freqs = self.weights.rope_freqs.as_deref();
+        let mut row = vec![0.0f32; hp.n_k()];
+        let mut table = Vec::new();
+        for group in 0..st.kv.n_groups() {
+            let shifts = st.kv.take_shifts(group);
+            for il in 0..hp.n_layer {
+                if st.kv.layer(il).group() != group {
+                    continue;
+                }
+                let (base, scale) = if hp.is_swa(il) {
+                    (hp.rope_freq_base_swa, hp.rope_freq_scale_swa)
+                } else {
+                    (hp.rope_freq_base, hp.rope_freq_scale)
+                };
+                let mut table_delta = None;
+                for &(cell, delta) in &shifts {
+                    if table_delta != Some(delta) {
+                        shift_table(hp, freqs, base, scale, delta, &mut table);
+                        table_delta = Some(delta);
+                    }
+                    let cache = st.kv.layer_mut(il);
+                    cache.read_k(cell, &mut row);
+                    ops::rope(&mut row, hp.head_dim, hp.n_rot, hp.rope_style, &table);
+                    cache.write_k(cell, &row);
+                }
+            }
+        }
+        Ok(discard)
     }
 }
 

@@ -76,6 +76,8 @@ pub enum ModelError {
     EmptyBatch,
     #[error("n_ctx must be at least 1")]
     ZeroContext,
+    #[error(transparent)]
+    Kv(#[from] kv_cache::KvError),
 }
 
 /// How to run a model.
@@ -125,9 +127,18 @@ impl<'a> Model<'a> {
 
     /// A fresh state (KV cache for `n_ctx` positions and scratch buffers) for this model.
     pub fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+        self.new_state_with(n_ctx, &kv_cache::KvOptions::default())
+    }
+
+    /// [`Model::new_state`] with the cache's storage types.
+    pub fn new_state_with(
+        &self,
+        n_ctx: usize,
+        kv: &kv_cache::KvOptions,
+    ) -> Result<State, ModelError> {
         if n_ctx == 0 {
             return Err(ModelError::ZeroContext);
         }
-        Ok(State::new(&self.hp, n_ctx))
+        Ok(State::new(&self.hp, n_ctx, kv)?)
     }
 }
