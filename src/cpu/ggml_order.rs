@@ -136,6 +136,60 @@ pub fn vec_dot_q4_k_repacked_gemm(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc - accm
 }
 
+/// ggml-cpu's `ggml_vec_dot_f16` (AVX2 build), the kernel llama.cpp's f16 products take for a
+/// single activation column (llamafile's tinyBLAS declines `n < 2`), e.g. attention while
+/// decoding one token: four 8-lane FMA accumulators over steps of 32 (element `i` goes to
+/// accumulator `i % 32 / 8`, lane `i % 8`), reduced as `(x0 + x2) + (x1 + x3)`, then the two
+/// halves lane by lane, then two horizontal adds; a tail past a multiple of 32 is added in f64
+/// after that. `a` and `b` hold f16 values widened to f32.
+pub fn vec_dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vec_dot_f16 lengths");
+    let np = a.len() & !31;
+    let mut acc = VecDotF16Lanes::default();
+    for (i, (x, y)) in a[..np].iter().zip(&b[..np]).enumerate() {
+        acc.add(i, *x, *y);
+    }
+    let mut sum = f64::from(acc.reduce());
+    for (x, y) in a[np..].iter().zip(&b[np..]) {
+        sum += f64::from(x * y);
+    }
+    sum as f32
+}
+
+/// The 32 accumulator lanes of [`vec_dot_f16_order`], for callers that feed elements one at a
+/// time (e.g. attention's `V w`, summed over cache cells, where the element index is the cell).
+#[derive(Clone, Copy)]
+pub struct VecDotF16Lanes {
+    lanes: [f32; 32],
+}
+
+impl Default for VecDotF16Lanes {
+    fn default() -> Self {
+        VecDotF16Lanes { lanes: [0.0; 32] }
+    }
+}
+
+impl VecDotF16Lanes {
+    /// Accumulate `x * y` as element `i` (only `i % 32` matters; elements past the last multiple
+    /// of 32 of the whole vector belong in the f64 tail instead).
+    #[inline(always)]
+    pub fn add(&mut self, i: usize, x: f32, y: f32) {
+        let l = &mut self.lanes[i % 32];
+        *l = x.mul_add(y, *l);
+    }
+
+    /// `GGML_F32x8_REDUCE` over the four accumulators.
+    pub fn reduce(&self) -> f32 {
+        let x = |j: usize, l: usize| self.lanes[8 * j + l];
+        let mut v = [0.0f32; 8];
+        for (l, v) in v.iter_mut().enumerate() {
+            *v = (x(0, l) + x(2, l)) + (x(1, l) + x(3, l));
+        }
+        let t0 = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+        (t0[0] + t0[1]) + (t0[2] + t0[3])
+    }
+}
+
 /// Fewest activation rows for which llama.cpp's CPU backend takes its tiled K-quant matmul
 /// (`ggml_tiled_min_batch`).
 pub const BATCH_MIN_ROWS: usize = 8;
@@ -477,6 +531,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The value is the dot product up to rounding, the tail past 32 is included, and the
+    /// reduction runs in the documented order (cases where other orders give other bits).
+    #[test]
+    fn vec_dot_f16_order_sums_in_ggml_reduce_order() {
+        let a: Vec<f32> = (0..70)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.37)
+            .collect();
+        let b: Vec<f32> = (0..70)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.29)
+            .collect();
+        let exact: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        assert!((f64::from(vec_dot_f16_order(&a, &b)) - exact).abs() < 1e-4);
+        // Accumulators 0, 1, 2 hold 1, 2^-24, -1 in lane 0: (1 + -1) + (2^-24 + 0) keeps the
+        // small term, where (1 + 2^-24) + -1 would lose it.
+        let mut l = VecDotF16Lanes::default();
+        l.add(0, 1.0, 1.0);
+        l.add(8, 1.0, 2f32.powi(-24));
+        l.add(16, -1.0, 1.0);
+        assert_eq!(l.reduce(), 2f32.powi(-24));
+        let mut l = VecDotF16Lanes::default();
+        l.add(0, 1.0, 1.0);
+        l.add(4, 1.0, 2f32.powi(-25));
+        l.add(5, 1.0, 2f32.powi(-25));
+        // t0 = [1 + 2^-25, 2^-25, 0, 0]: (1 + 2^-25) rounds to 1, then + 2^-25 rounds to 1 again.
+        assert_eq!(l.reduce(), 1.0);
     }
 
     #[test]
