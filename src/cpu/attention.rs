@@ -88,6 +88,31 @@ pub fn attention_cells(
     assert_eq!(q.len(), n_tok * p.n_head * hd);
     assert_eq!(out.len(), n_tok * p.n_head * hdv);
     let group = p.n_head / p.n_head_kv;
+    // Each K/V row is read by every query head of its group and every token of the batch:
+    // widen the rows any token can see to f32 once (exact: f16 and q8_0 values are f32
+    // values), rather than once per reader.
+    let (lo, hi) = (pos0 as i64, (pos0 + n_tok) as i64 - 1);
+    let seen = |cp: i32| {
+        let cp = i64::from(cp);
+        cp >= 0 && cp <= hi && p.window.is_none_or(|w| lo - cp < w as i64)
+    };
+    let mut kbuf = WIDE_K.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let mut vbuf = WIDE_V.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let readers = n_tok * group > 1;
+    let kf = match kv.keys {
+        RowsRef::F16(_) if readers => {
+            widen(pool, kv.keys, kv.pos, p.n_head_kv * hd, &seen, &mut kbuf);
+            Some(&kbuf[..])
+        }
+        _ => None,
+    };
+    let vf = match kv.values {
+        RowsRef::F16(_) | RowsRef::Q8_0(_) if readers => {
+            widen(pool, kv.values, kv.pos, p.n_head_kv * hdv, &seen, &mut vbuf);
+            Some(&vbuf[..])
+        }
+        _ => None,
+    };
     pool.install(|| {
         out.par_chunks_mut(hdv).enumerate().for_each_init(
             Scratch::default,
@@ -99,10 +124,51 @@ pub fn attention_cells(
                     p,
                     kvh: h / group,
                     pos: (pos0 + t) as i64,
+                    kf,
+                    vf,
                 };
                 head.run(s, o);
             },
         );
+    });
+    WIDE_K.with(|b| *b.borrow_mut() = kbuf);
+    WIDE_V.with(|b| *b.borrow_mut() = vbuf);
+}
+
+thread_local! {
+    /// Widened key and value rows, kept between calls so that decoding does not allocate.
+    static WIDE_K: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static WIDE_V: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `rows` (`width` values per cell) as f32 into `out`, for the cells `seen` accepts; the other
+/// cells' rows are left as they were (never read).
+fn widen(
+    pool: &Pool,
+    rows: RowsRef<'_>,
+    pos: &[i32],
+    width: usize,
+    seen: &(dyn Fn(i32) -> bool + Sync),
+    out: &mut Vec<f32>,
+) {
+    out.resize(pos.len() * width, 0.0);
+    pool.install(|| {
+        out.par_chunks_mut(width)
+            .zip(pos.par_iter())
+            .enumerate()
+            .for_each(|(c, (row, &cp))| {
+                if !seen(cp) {
+                    return;
+                }
+                match rows {
+                    RowsRef::F16(b) => b[c * width..][..width].convert_to_f32_slice(row),
+                    RowsRef::F32(b) => row.copy_from_slice(&b[c * width..][..width]),
+                    RowsRef::Q8_0(b) => {
+                        let rb = width / q8_0::QK * Q8_BLOCK;
+                        q8_0::dequantize_row(&b[c * rb..][..rb], row);
+                    }
+                }
+            });
     });
 }
 
@@ -136,6 +202,10 @@ struct Head<'a> {
     p: &'a AttnParams,
     kvh: usize,
     pos: i64,
+    /// The key rows widened to f32 (f16 cache, several readers), else `None`.
+    kf: Option<&'a [f32]>,
+    /// The value rows widened to f32 (f16 or q8_0 cache, several readers), else `None`.
+    vf: Option<&'a [f32]>,
 }
 
 impl Head<'_> {
@@ -183,10 +253,13 @@ impl Head<'_> {
             }
             let off = c * k_stride + self.kvh * hd;
             let dot = match self.kv.keys {
-                RowsRef::F16(k) => {
-                    k[off..off + hd].convert_to_f32_slice(&mut s.row[..hd]);
-                    dot_lanes(&s.qh, &s.row[..hd])
-                }
+                RowsRef::F16(k) => match self.kf {
+                    Some(kf) => dot_lanes(&s.qh, &kf[off..off + hd]),
+                    None => {
+                        k[off..off + hd].convert_to_f32_slice(&mut s.row[..hd]);
+                        dot_lanes(&s.qh, &s.row[..hd])
+                    }
+                },
                 RowsRef::F32(k) => dot_lanes(&s.qh, &k[off..off + hd]),
                 RowsRef::Q8_0(k) => {
                     let start = off / q8_0::QK * Q8_BLOCK;
@@ -204,13 +277,14 @@ impl Head<'_> {
             let w = if round_w { round_f16(w) } else { w };
             let lane = c % 8;
             let off = c * v_stride + self.kvh * hdv;
-            let vj: &[f32] = match self.kv.values {
-                RowsRef::F16(v) => {
+            let vj: &[f32] = match (self.vf, self.kv.values) {
+                (Some(vf), _) => &vf[off..off + hdv],
+                (None, RowsRef::F16(v)) => {
                     v[off..off + hdv].convert_to_f32_slice(&mut s.row[..hdv]);
                     &s.row[..hdv]
                 }
-                RowsRef::F32(v) => &v[off..off + hdv],
-                RowsRef::Q8_0(v) => {
+                (None, RowsRef::F32(v)) => &v[off..off + hdv],
+                (None, RowsRef::Q8_0(v)) => {
                     let start = off / q8_0::QK * Q8_BLOCK;
                     let bytes = &v[start..start + hdv / q8_0::QK * Q8_BLOCK];
                     q8_0::dequantize_row(bytes, &mut s.row[..hdv]);
