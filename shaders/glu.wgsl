@@ -1,6 +1,6 @@
-// Gated activations: out = act(gate) * up. kind 0: GELU (tanh form) evaluated as ggml-cpu does,
-// on the f16-rounded input with the result rounded to f16, saturating outside (-10, 10);
-// kind 1: SiLU.
+// Gated activations: out = act(gate) * up. kind 0: GELU as ggml-cpu evaluates it, by looking the
+// f16-rounded input up in its table of f16 results (`table`, built by the host from the CPU's
+// formula, indexed by the f16's bits), saturating outside (-10, 10); kind 1: SiLU.
 
 #include "common/round_f16.wgsl"
 
@@ -15,10 +15,19 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>;
 @group(0) @binding(2) var<storage, read_write> up: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<f32>;
 
-fn gelu(x: f32) -> f32 {
-    let c = 0.7978846;
-    return 0.5 * x * (1.0 + tanh(c * x * (1.0 + 0.044715 * x * x)));
+// The bits of the f16 that holds `r` exactly (r is a round_f16 result in (-10, 10)).
+fn f16_bits(r: f32) -> u32 {
+    let b = bitcast<u32>(r);
+    let sign = (b >> 16u) & 0x8000u;
+    let a = abs(r);
+    if (a < 6.1035156e-5) {
+        // Zero or subnormal: the mantissa counts multiples of 2^-24.
+        return sign | u32(a * 16777216.0);
+    }
+    let e = ((b >> 23u) & 0xffu) - 112u;
+    return sign | (e << 10u) | ((b >> 13u) & 0x3ffu);
 }
 
 @compute @workgroup_size(64)
@@ -35,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         } else if (g >= 10.0) {
             a = g;
         } else {
-            a = round_f16(gelu(round_f16(g)));
+            a = table[f16_bits(round_f16(g))];
         }
     } else {
         a = g / (1.0 + exp(-g));

@@ -177,6 +177,57 @@ fn matmul_matches_cpu_for_every_weight_type() {
     }
 }
 
+/// The quantized-activation product (activations quantized on the device to Q8_0 or Q8_K as
+/// ggml-cpu does, exact integer block dots, the CPU's per-block float step) against the CPU
+/// matmul for the four formats that take it, one token and batches, on 131 rows of 768, with the
+/// matrix split across buffers. Only the order of the per-block sums differs, so the budget is
+/// 1e-10 (f32 rounding of ~24 block terms), where f32 activations are ~1e-5 off: a wrong quant,
+/// scale or rounding mode fails it.
+#[test]
+fn quantized_activation_matmul_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    let pool = Pool::new(2).expect("pool");
+    let (k, m) = (768, 131);
+    for (ti, ty) in [
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = weights(ty, k, m, 40 + ti as u64);
+        let rb = quant::row_bytes(ty, k).unwrap();
+        let gw = GpuMatrix::upload_chunked(&gpu, "w", ty, k, m, &bytes, (rb * 50) as u64)
+            .expect("upload");
+        let qm = QMatrix::new(ty, k, m, &bytes).expect("cpu matrix");
+        for n_tok in [1usize, 5, 9] {
+            // Outliers, as Gemma's activations have, make the quantization step matter.
+            let mut x = values(k * n_tok, 7 + n_tok as u64);
+            for (i, v) in x.iter_mut().enumerate() {
+                if i % 97 == 3 {
+                    *v *= 40.0;
+                }
+            }
+            let gx = input(&gpu, &x);
+            let gy = output(&gpu, n_tok * m);
+            let aq = GpuTensor::zeros(&gpu, n_tok * k, "aq").unwrap();
+            let ad = GpuTensor::zeros(&gpu, n_tok * k / 32, "ad").unwrap();
+            run(&gpu, |b| b.matmul_q8(&gw, &gx, n_tok, &gy, &aq, &ad));
+            let got = read(&gpu, &gy, n_tok * m, &format!("{ty} x{n_tok}"));
+            let mut cpu = vec![0.0f32; n_tok * m];
+            matmul(&pool, &qm, &x, n_tok, &mut cpu, &mut Vec::new());
+            check(
+                &got,
+                &cpu,
+                1e-10,
+                &format!("{ty} n_tok {n_tok} quantized vs CPU matmul"),
+            );
+        }
+    }
+}
+
 /// A matrix split across several buffers (as Gemma's 178 MB embedding is on lavapipe's 128 MiB
 /// bindings): matvec, matmul and row lookup give the same numbers as one buffer.
 #[test]
@@ -599,14 +650,15 @@ fn devices_command_lists_every_adapter() {
 }
 
 /// Layer 0 of the real Gemma 3 270M composed from the GPU ops — embedding lookup from the split
-/// Q8_0 table, scale, norms, Q5_0/Q8_0/Q4_K/Q6_K projections, per-head Q/K norms, NEOX RoPE, f16
-/// KV store, windowed GQA attention, post-norms, GEGLU, residual adds — recorded as one
-/// submission with no readback between ops, for a 7-token prefill and then one decode token
-/// against the KV cache it left, against `Model::forward_traced`'s `l_out` of layer 0. The CPU
-/// quantizes activations to Q8 in its matmuls and the GPU does not; on Gemma's outlier-heavy
-/// activations that alone puts each projection 1e-4..4e-4 (NMSE) apart (measured on lavapipe:
-/// Vcur 3e-4, kqv_out 8e-4, l_out 7e-6 after the prefill and 3.4e-4 after the decode token), so
-/// the budget is 6e-4. Checked to fail with the other layer kind's RoPE base (1.8e-3 at decode).
+/// Q8_0 table, scale, norms, Q5_0/Q8_0/Q4_K/Q6_K projections on activations quantized as the CPU
+/// quantizes them, per-head Q/K norms, NEOX RoPE, f16 KV store, windowed GQA attention,
+/// post-norms, GEGLU, residual adds — recorded as one submission with no readback between ops,
+/// for a 7-token prefill and then one decode token against the KV cache it left, against
+/// `Model::forward_traced`'s `l_out` of layer 0. With the same 8-bit activations and correctly
+/// rounded divisions and square roots in the quantizer and the norms, only summation orders
+/// differ (measured on lavapipe: 3e-16 after the prefill, 3e-14 after the decode token); with
+/// f32 activations (`matmul`) it was 7e-6 and 3.4e-4, and with lavapipe's own division one
+/// 8-bit quant in a few hundred flipped (1e-7). Budget 1e-12.
 #[test]
 fn real_model_layer_zero_matches_cpu_forward() {
     use infer::model::{Model, ModelOptions};
@@ -703,6 +755,7 @@ fn real_model_layer_zero_matches_cpu_forward() {
         let (x, xn, proj) = (output(&gpu, n * e), z(n * e), z(n * e));
         let (q, k, v) = (z(n * hp.n_q()), z(n * hp.n_k()), z(n * hp.n_v()));
         let attn = z(n * hp.n_head * hp.head_dim_v);
+        let (aq, ad) = (z(n * hp.n_ff), z(n * hp.n_ff / 32));
         let (gate, up) = (z(n * hp.n_ff), z(n * hp.n_ff));
         run(&gpu, |b| {
             b.get_rows(&embd, &ids, n, &x)?;
@@ -710,9 +763,9 @@ fn real_model_layer_zero_matches_cpu_forward() {
                 b.scale(&x, n * e, s)?;
             }
             b.rms_norm(&attn_norm, &x, &xn, e, n, hp.rms_eps)?;
-            b.matmul(&wq, &xn, n, &q)?;
-            b.matmul(&wk, &xn, n, &k)?;
-            b.matmul(&wv, &xn, n, &v)?;
+            b.matmul_q8(&wq, &xn, n, &q, &aq, &ad)?;
+            b.matmul_q8(&wk, &xn, n, &k, &aq, &ad)?;
+            b.matmul_q8(&wv, &xn, n, &v, &aq, &ad)?;
             b.rms_norm(&q_norm, &q, &q, hp.head_dim, n * hp.n_head, hp.rms_eps)?;
             b.rms_norm(&k_norm, &k, &k, hp.head_dim, n * hp.n_head_kv, hp.rms_eps)?;
             b.rope(&gcs, &q, hp.head_dim, hp.n_rot, hp.n_head, n, hp.rope_style)?;
@@ -728,19 +781,19 @@ fn real_model_layer_zero_matches_cpu_forward() {
             b.kv_store(&k, &kc, pos0, hp.n_k(), n)?;
             b.kv_store(&v, &vc, pos0, hp.n_v(), n)?;
             b.attention(&params, &q, &kc, &vc, pos0, n, &attn)?;
-            b.matmul(&wo, &attn, n, &proj)?;
+            b.matmul_q8(&wo, &attn, n, &proj, &aq, &ad)?;
             b.rms_norm(&post_attn, &proj, &proj, e, n, hp.rms_eps)?;
             b.add(&x, &proj, n * e)?;
             b.rms_norm(&ffn_norm, &x, &xn, e, n, hp.rms_eps)?;
-            b.matmul(&wg, &xn, n, &gate)?;
-            b.matmul(&wu, &xn, n, &up)?;
+            b.matmul_q8(&wg, &xn, n, &gate, &aq, &ad)?;
+            b.matmul_q8(&wu, &xn, n, &up, &aq, &ad)?;
             b.glu(Glu::Gelu, &gate, &up, &gate, n * hp.n_ff)?;
-            b.matmul(&wd, &gate, n, &proj)?;
+            b.matmul_q8(&wd, &gate, n, &proj, &aq, &ad)?;
             b.rms_norm(&post_ffw, &proj, &proj, e, n, hp.rms_eps)?;
             b.add(&x, &proj, n * e)
         });
         let got = read(&gpu, &x, n * e, "layer 0");
         assert_eq!(want.len(), n * e, "trace rows");
-        check(&got, &want, 6e-4, &format!("layer 0 l_out at pos0 {pos0}"));
+        check(&got, &want, 1e-12, &format!("layer 0 l_out at pos0 {pos0}"));
     }
 }

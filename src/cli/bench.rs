@@ -46,6 +46,9 @@ pub struct Args {
     /// Also time each op of `-n` decode steps and print the share of a step each takes.
     #[arg(long)]
     pub profile: bool,
+    /// Where to run the model: cpu, gpu, gpu:N (see `infer devices`) or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Seed of the random prompt and decode tokens.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
@@ -253,7 +256,13 @@ pub fn run(args: Args) -> Result<()> {
     let threads = args.threads.unwrap_or_else(physical_cores);
     let file = common::open_model(&args.model)?;
     let tok = Tokenizer::from_gguf(&file)?;
-    let model = common::load_model(&file, Some(threads))?;
+    let mut model = common::load_model(&file, Some(threads))?;
+    if let Some(g) = common::use_device(&mut model, &args.device)? {
+        if args.profile {
+            bail!("--profile times the CPU forward pass's ops; it does not apply to --device gpu");
+        }
+        eprintln!("device: {g}");
+    }
     let n_vocab = model.hparams().n_vocab;
     let bos = tok.bos().filter(|_| tok.add_bos());
     let cost = model_cost(&file);

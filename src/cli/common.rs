@@ -15,6 +15,18 @@ const DEFAULT_CTX: usize = 4096;
 /// The file `scripts/fetch-model.sh` downloads, used when no model is named.
 pub const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
+/// Moves the model to the device `--device` names (`auto`, `cpu`, `gpu`, `gpu:N`). With `gpu`,
+/// no adapter is an error; with `auto`, a note on stderr and the CPU. Returns the adapter's
+/// description when the model runs on a GPU.
+pub fn use_device(model: &mut Model, device: &str) -> Result<Option<String>> {
+    let choice: crate::gpu::DeviceChoice = device.parse()?;
+    let on = model.use_gpu(choice)?;
+    if on.is_none() && choice == crate::gpu::DeviceChoice::Auto {
+        eprintln!("note: no discrete or integrated GPU adapter found; running on the CPU");
+    }
+    Ok(on)
+}
+
 /// Opens a GGUF model file; a missing file gets its own plain message.
 pub fn open_model(path: &Path) -> Result<GgufFile> {
     if !path.exists() {

@@ -92,6 +92,10 @@ pub struct Args {
     /// Treat special-token spellings in the prompt (e.g. `<start_of_turn>`) as plain text.
     #[arg(long = "no-parse-special")]
     pub no_parse_special: bool,
+    /// Where to run the model: cpu, gpu (the best adapter), gpu:N (see `infer devices`), or auto
+    /// (a discrete or integrated GPU if there is one, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// KV cache storage of keys: f16, f32 or q8_0.
     #[arg(long = "cache-type-k", alias = "ctk", default_value = "f16")]
     pub cache_type_k: CacheType,
@@ -137,7 +141,8 @@ pub fn run(args: Args) -> Result<()> {
     let prompt = common::read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
     let gguf = common::open_model(&model_path)?;
     let tok = common::load_tokenizer(&gguf)?;
-    let model = common::load_model(&gguf, args.threads)?;
+    let mut model = common::load_model(&gguf, args.threads)?;
+    let gpu_name = common::use_device(&mut model, &args.device)?;
     let hp = model.hparams();
 
     let n_ctx = common::context_size(args.ctx_size, hp.n_ctx_train)?;
@@ -199,13 +204,18 @@ pub fn run(args: Args) -> Result<()> {
             model.n_threads(),
             tokens.len()
         )?;
+        if let Some(g) = &gpu_name {
+            writeln!(err, "device: {g}")?;
+        }
         let st = model.new_state_with(n_ctx, &kv_opts)?;
         let kv = st.kv();
         let ring = match kv.n_groups() {
             1 => String::new(),
             _ => format!(
                 "; {} of {} layers in a {}-cell window ring",
-                (0..kv.n_layer()).filter(|&il| kv.layer(il).group() == 1).count(),
+                (0..kv.n_layer())
+                    .filter(|&il| kv.layer(il).group() == 1)
+                    .count(),
                 kv.n_layer(),
                 kv.cells(1).size()
             ),

@@ -295,11 +295,17 @@ pub fn decode<E: From<EngineError>>(
 ) -> Result<End, E> {
     let mut n = 0usize;
     let n_ctx = state.n_ctx();
+    // Greedy on a GPU: the device picks the argmax and one id comes back, not the logits.
+    let on_device = state.gpu.is_some() && plain_greedy(sampler);
+    let mut next: Option<u32> = None;
     loop {
         if n_predict.is_some_and(|l| n >= l) {
             return Ok(End::Limit);
         }
-        let id = sampler.sample(&logits).map_err(EngineError::from)?;
+        let id = match next.take() {
+            Some(id) => id,
+            None => sampler.sample(&logits).map_err(EngineError::from)?,
+        };
         if is_eog(id) {
             return Ok(End::Eog);
         }
@@ -321,10 +327,27 @@ pub fn decode<E: From<EngineError>>(
         } else if state.len() >= n_ctx {
             return Ok(End::ContextFull);
         }
+        if on_device {
+            next = model
+                .forward_argmax(state, &[id])
+                .map_err(EngineError::from)?;
+            if next.is_some() {
+                continue;
+            }
+        }
         let l = model
             .forward(state, &[id], false)
             .map_err(EngineError::from)?;
         logits.clear();
         logits.extend_from_slice(l);
     }
+}
+
+/// Whether `sampler` is the argmax of the raw logits (temperature <= 0 and no penalty), which
+/// the device can compute without the logits leaving it.
+fn plain_greedy(sampler: &Sampler) -> bool {
+    let p = sampler.params();
+    let penalties = p.repeat_last_n > 0
+        && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0);
+    p.temp <= 0.0 && !penalties
 }

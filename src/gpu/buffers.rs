@@ -86,6 +86,18 @@ impl GpuTensor {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// Copy the first `n` elements back to the host (waits for all submitted work).
+    pub fn read_f32_prefix(&self, gpu: &Gpu, n: usize) -> Result<Vec<f32>, GpuError> {
+        if n > self.len {
+            return Err(GpuError::Shape {
+                what: "readback".into(),
+                msg: format!("{n} elements asked of a tensor of {}", self.len),
+            });
+        }
+        let bytes = read_bytes(gpu, &self.buf, (n * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     pub fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>, GpuError> {
         let bytes = read_bytes(gpu, &self.buf, (self.len * 4) as u64)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))

@@ -194,6 +194,8 @@ pub struct Gpu {
     caps: Caps,
     faults: Arc<Faults>,
     pub(crate) pipelines: PipelineCache,
+    /// ggml-cpu's GELU table (`crate::cpu::ops::geglu`), uploaded on first use by `glu`.
+    pub(crate) gelu_table: std::sync::OnceLock<super::buffers::GpuTensor>,
 }
 
 impl Gpu {
@@ -287,6 +289,7 @@ impl Gpu {
             caps,
             faults,
             pipelines: PipelineCache::default(),
+            gelu_table: std::sync::OnceLock::new(),
         })
     }
 

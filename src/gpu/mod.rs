@@ -7,10 +7,12 @@
 //! decoder's operations into one command buffer. The numerics follow `crate::cpu`, which is the
 //! oracle the op-parity suite (tests/gpu_ops_parity.rs) checks every kernel against.
 //!
-//! Nothing here reads model files or knows tensor names.
+//! `forward` runs a whole model (the layer plan of `crate::model::forward`) on these ops; it is
+//! the only module here that knows tensor names.
 
 pub mod buffers;
 pub mod device;
+pub mod forward;
 pub mod ops;
 pub mod pipelines;
 

@@ -239,6 +239,70 @@ impl<'g> Batch<'g> {
         Ok(())
     }
 
+    /// As `matmul`, with `x` first quantized to the activation format the CPU multiplies `w`'s
+    /// weights with (Q8_0 or Q8_K, into the scratch `aq`/`ad`), then exact integer block dots
+    /// and the CPU's per-block float step (shaders/matmul_q8.wgsl). Formats the CPU multiplies
+    /// with other activations take `matmul`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_q8(
+        &mut self,
+        w: &GpuMatrix,
+        x: &GpuTensor,
+        n_tok: usize,
+        y: &GpuTensor,
+        aq: &GpuTensor,
+        ad: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        let Some(bs) = w.format.act_block() else {
+            return self.matmul(w, x, n_tok, y);
+        };
+        let n = n_tok * w.k;
+        need("matmul input", x, n)?;
+        need("matmul output", y, n_tok * w.m)?;
+        need("activation quants", aq, n)?;
+        need("activation scales", ad, n / bs)?;
+        if !w.k.is_multiple_of(bs) {
+            return Err(GpuError::Shape {
+                what: "matmul_q8".into(),
+                msg: format!("rows of {} are not whole blocks of {bs}", w.k),
+            });
+        }
+        let n_blocks = n / bs;
+        let qp = EltParams {
+            n: u32_of("blocks", n_blocks)?,
+            arg: u32_of("block", bs)?,
+            _pad: [0; 2],
+        };
+        self.dispatch(
+            plain(Kernel::QuantizeAct),
+            &qp,
+            &[&x.buf, &aq.buf, &ad.buf],
+            n_blocks.div_ceil(64),
+        )?;
+        let (k, row_bytes) = (u32_of("k", w.k)?, u32_of("row bytes", w.row_bytes)?);
+        let m_total = u32_of("rows", w.m)?;
+        u32_of("matmul output", n_tok * w.m)?;
+        for c in &w.chunks {
+            let p = MatParams {
+                k,
+                m: u32_of("rows", c.rows)?,
+                row_bytes,
+                a: u32_of("tokens", n_tok)?,
+                b: m_total,
+                c: u32_of("rows", c.row0)?,
+                _pad: [0; 2],
+            };
+            let key = PipelineKey {
+                kernel: Kernel::MatmulQ8,
+                weight: Some(w.format),
+            };
+            // shaders/matmul_q8.wgsl: 64 rows per workgroup, one token tile each.
+            let groups = c.rows.div_ceil(64) * n_tok.div_ceil(MATMUL_TOKENS);
+            self.dispatch(key, &p, &[&c.buf, &aq.buf, &ad.buf, &y.buf], groups)?;
+        }
+        Ok(())
+    }
+
     /// `out[t] = row ids[t] of the table `w`, dequantized` for `n_tok` ids (the embedding lookup).
     /// Ids past the table leave their output row untouched.
     pub fn get_rows(
@@ -445,10 +509,11 @@ impl<'g> Batch<'g> {
             arg: u32::from(act == Glu::Silu),
             _pad: [0; 2],
         };
+        let table = gelu_table(self.gpu)?;
         self.dispatch(
             plain(Kernel::Glu),
             &p,
-            &[&gate.buf, &up.buf, &out.buf],
+            &[&gate.buf, &up.buf, &out.buf, &table.buf],
             n.div_ceil(64),
         )
     }
@@ -487,6 +552,30 @@ impl<'g> Batch<'g> {
         self.dispatch(plain(Kernel::Softcap), &p, &[&x.buf], n.div_ceil(64))
     }
 
+    /// Copy `n` elements from `src` at `src_off` to `dst` at `dst_off` (both in elements): how
+    /// the forward pass picks the rows of the residual stream the output head needs.
+    pub fn copy(
+        &mut self,
+        src: &GpuTensor,
+        src_off: usize,
+        dst: &GpuTensor,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<(), GpuError> {
+        need("copy source", src, src_off + n)?;
+        need("copy destination", dst, dst_off + n)?;
+        if n > 0 {
+            self.enc.copy_buffer_to_buffer(
+                &src.buf,
+                (src_off * 4) as u64,
+                &dst.buf,
+                (dst_off * 4) as u64,
+                (n * 4) as u64,
+            );
+        }
+        Ok(())
+    }
+
     /// `out[0]` = index of the largest of the first `n` elements of `x`, ties to the lowest.
     pub fn argmax(&mut self, x: &GpuTensor, n: usize, out: &GpuTensor) -> Result<(), GpuError> {
         need("argmax", x, n)?;
@@ -498,6 +587,23 @@ impl<'g> Batch<'g> {
         };
         self.dispatch(plain(Kernel::Argmax), &p, &[&x.buf, &out.buf], 1)
     }
+}
+
+/// GELU of every f16 value, rounded to f16 and widened to f32, indexed by the f16's bits: the
+/// table ggml-cpu (and so `crate::cpu::ops::geglu`) evaluates GELU through. A WGSL `tanh` differs
+/// from the CPU's in the last bits, which the rounding to f16 turns into whole f16 steps.
+fn gelu_table(gpu: &Gpu) -> Result<&GpuTensor, GpuError> {
+    if let Some(t) = gpu.gelu_table.get() {
+        return Ok(t);
+    }
+    let table: Vec<f32> = (0..=u16::MAX)
+        .map(|bits| {
+            let x = half::f16::from_bits(bits).to_f32();
+            half::f16::from_f32(crate::cpu::ops::gelu_f32(x)).to_f32()
+        })
+        .collect();
+    let t = GpuTensor::from_f32(gpu, &table, "gelu table")?;
+    Ok(gpu.gelu_table.get_or_init(|| t))
 }
 
 fn plain(kernel: Kernel) -> PipelineKey {

@@ -58,6 +58,27 @@ impl WeightFormat {
         }
     }
 
+    /// Elements per block of the activations this format's weights are multiplied with on the
+    /// CPU (Q8_0: 32, Q8_K: 256), for the formats whose GPU kernels quantize activations the same
+    /// way (`shaders/matmul_q8.wgsl`); `None` for those that multiply f32 activations.
+    pub fn act_block(self) -> Option<usize> {
+        match self {
+            WeightFormat::Q5_0 | WeightFormat::Q8_0 => Some(32),
+            WeightFormat::Q4K | WeightFormat::Q6K => Some(256),
+            _ => None,
+        }
+    }
+
+    fn qdot(self) -> Option<&'static str> {
+        Some(match self {
+            WeightFormat::Q5_0 => include_str!("../../shaders/common/qdot_q5_0.wgsl"),
+            WeightFormat::Q8_0 => include_str!("../../shaders/common/qdot_q8_0.wgsl"),
+            WeightFormat::Q4K => include_str!("../../shaders/common/qdot_q4_k.wgsl"),
+            WeightFormat::Q6K => include_str!("../../shaders/common/qdot_q6_k.wgsl"),
+            _ => return None,
+        })
+    }
+
     fn include(self) -> &'static str {
         match self {
             WeightFormat::F32 => include_str!("../../shaders/common/f32.wgsl"),
@@ -76,6 +97,8 @@ impl WeightFormat {
 pub enum Kernel {
     Matvec,
     Matmul,
+    MatmulQ8,
+    QuantizeAct,
     GetRows,
     RmsNorm,
     Rope,
@@ -94,6 +117,8 @@ impl Kernel {
         match self {
             Kernel::Matvec => "matvec",
             Kernel::Matmul => "matmul",
+            Kernel::MatmulQ8 => "matmul_q8",
+            Kernel::QuantizeAct => "quantize_act",
             Kernel::GetRows => "get_rows",
             Kernel::RmsNorm => "rms_norm",
             Kernel::Rope => "rope",
@@ -112,6 +137,8 @@ impl Kernel {
         match self {
             Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::MatmulQ8 => include_str!("../../shaders/matmul_q8.wgsl"),
+            Kernel::QuantizeAct => include_str!("../../shaders/quantize_act.wgsl"),
             Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
@@ -145,6 +172,7 @@ fn common(name: &str) -> Option<&'static str> {
         "common/bytes.wgsl" => include_str!("../../shaders/common/bytes.wgsl"),
         "common/reduce.wgsl" => include_str!("../../shaders/common/reduce.wgsl"),
         "common/round_f16.wgsl" => include_str!("../../shaders/common/round_f16.wgsl"),
+        "common/exact.wgsl" => include_str!("../../shaders/common/exact.wgsl"),
         _ => return None,
     })
 }
@@ -167,6 +195,10 @@ pub fn assemble(key: PipelineKey) -> Result<String, GpuError> {
             key.weight
                 .ok_or_else(|| err("includes the weight layout but has no weight format".into()))?
                 .include()
+        } else if name == "qdot" {
+            key.weight
+                .and_then(WeightFormat::qdot)
+                .ok_or_else(|| err("includes a block dot but its weight format has none".into()))?
         } else {
             common(name).ok_or_else(|| err(format!("unknown include {name:?}")))?
         };

@@ -52,6 +52,9 @@ pub struct State {
     /// Context shift on a full context: `Some(keep)` keeps the first `keep` positions (see
     /// [`Model::context_shift`]); `None` (the default) lets generation stop instead.
     shift_keep: Option<usize>,
+    /// The device-side cache and scratch when the model runs on a GPU (`Model::use_gpu`); the
+    /// CPU cache then stays empty.
+    pub(crate) gpu: Option<crate::gpu::forward::GpuState>,
 }
 
 impl State {
@@ -80,12 +83,13 @@ impl State {
             logits: Vec::new(),
             act: Vec::new(),
             shift_keep: None,
+            gpu: None,
         })
     }
 
     /// Positions already in the cache; the next token goes at this position.
     pub fn len(&self) -> usize {
-        self.kv.len()
+        self.gpu.as_ref().map_or(self.kv.len(), |g| g.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,12 +105,16 @@ impl State {
     /// token at `n` needs (it holds the last ~`window + 512` positions), so the caller must
     /// evaluate from the start again.
     pub fn truncate(&mut self, n: usize) -> usize {
+        if let Some(g) = &mut self.gpu {
+            g.truncate(n);
+            return self.len();
+        }
         self.kv.truncate(n)
     }
 
     /// Whether [`State::truncate`] to `n` keeps `n` positions.
     pub fn can_truncate(&self, n: usize) -> bool {
-        self.kv.can_truncate(n)
+        self.gpu.is_some() || self.kv.can_truncate(n)
     }
 
     /// Enables context shift with `Some(keep)` (see [`Model::context_shift`]) or disables it.
@@ -163,7 +171,7 @@ fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 /// Angles for positions `pos0..pos0 + n`, `n_rot` floats per position.
-fn rope_table(
+pub(crate) fn rope_table(
     hp: &Hparams,
     freqs: Option<&[f32]>,
     base: f32,
@@ -264,6 +272,10 @@ impl Model<'_> {
                 index,
                 n_vocab: hp.n_vocab,
             });
+        }
+        if let (Some(g), Some(gs)) = (&self.gpu, st.gpu.as_mut()) {
+            g.forward(gs, tokens, all_logits, &mut st.logits)?;
+            return Ok(&st.logits);
         }
         let n_out = if all_logits { tokens.len() } else { 1 };
         let mut logits = std::mem::take(&mut st.logits);
@@ -465,7 +477,7 @@ impl Model<'_> {
         let n_past = st.len();
         let keep = st.shift_keep.unwrap_or(0).min(n_past);
         let discard = (n_past - keep) / 2;
-        if discard == 0 {
+        if st.gpu.is_some() || discard == 0 {
             return Err(ModelError::ContextExceeded {
                 cached: n_past,
                 new: 1,

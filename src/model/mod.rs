@@ -77,6 +77,8 @@ pub enum ModelError {
     #[error("n_ctx must be at least 1")]
     ZeroContext,
     #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    #[error(transparent)]
     Kv(#[from] kv_cache::KvError),
 }
 
@@ -92,6 +94,9 @@ pub struct Model<'a> {
     hp: Hparams,
     weights: Weights<'a>,
     pool: Pool,
+    gguf: &'a GgufFile,
+    /// The weights on a GPU, when `use_gpu` attached one: `forward` then runs there.
+    gpu: Option<crate::gpu::forward::GpuModel>,
 }
 
 impl<'a> Model<'a> {
@@ -113,7 +118,13 @@ impl<'a> Model<'a> {
             n_threads: opts.n_threads,
             why: e.to_string(),
         })?;
-        Ok(Model { hp, weights, pool })
+        Ok(Model {
+            hp,
+            weights,
+            pool,
+            gguf,
+            gpu: None,
+        })
     }
 
     pub fn hparams(&self) -> &Hparams {
@@ -139,6 +150,67 @@ impl<'a> Model<'a> {
         if n_ctx == 0 {
             return Err(ModelError::ZeroContext);
         }
-        Ok(State::new(&self.hp, n_ctx, kv)?)
+        let mut st = State::new(&self.hp, n_ctx, kv)?;
+        if let Some(g) = &self.gpu {
+            st.gpu = Some(g.new_state(n_ctx)?);
+        }
+        Ok(st)
+    }
+
+    /// Run on the GPU `choice` names: upload the weights once; every later `forward` (and every
+    /// state made after this) runs there. `Ok(None)`: the CPU was chosen (`cpu`, or `auto`
+    /// without a discrete or integrated GPU). Errors: no adapter for `gpu`, or a model that
+    /// does not fit the device, before any generation.
+    pub fn use_gpu(
+        &mut self,
+        choice: crate::gpu::DeviceChoice,
+    ) -> Result<Option<String>, ModelError> {
+        let Some(gpu) = crate::gpu::Gpu::open(choice)? else {
+            return Ok(None);
+        };
+        let name = gpu.describe();
+        let g = crate::gpu::forward::GpuModel::upload(gpu, self.gguf, &self.hp, &self.weights)?;
+        self.gpu = Some(g);
+        Ok(Some(name))
+    }
+
+    /// The GPU the model runs on, if any.
+    pub fn gpu(&self) -> Option<&crate::gpu::forward::GpuModel> {
+        self.gpu.as_ref()
+    }
+
+    /// With a GPU: run `tokens` like `forward` and return the id of the largest logit after the
+    /// last one (ties to the lowest id), read back alone instead of the logits. `Ok(None)`
+    /// without a GPU or a state made before `use_gpu`.
+    pub fn forward_argmax(
+        &self,
+        st: &mut State,
+        tokens: &[u32],
+    ) -> Result<Option<u32>, ModelError> {
+        let (Some(g), Some(gs)) = (&self.gpu, st.gpu.as_mut()) else {
+            return Ok(None);
+        };
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyBatch);
+        }
+        if gs.len() + tokens.len() > gs.n_ctx() {
+            return Err(ModelError::ContextExceeded {
+                cached: gs.len(),
+                new: tokens.len(),
+                n_ctx: gs.n_ctx(),
+            });
+        }
+        if let Some((index, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= self.hp.n_vocab)
+        {
+            return Err(ModelError::BadToken {
+                id,
+                index,
+                n_vocab: self.hp.n_vocab,
+            });
+        }
+        Ok(Some(g.forward_argmax(gs, tokens)?))
     }
 }
