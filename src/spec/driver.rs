@@ -22,10 +22,13 @@ use crate::sample::{Rng, SamplerParams};
 use std::time::{Duration, Instant};
 
 /// Most tokens a verification batch may hold while every product in it rounds exactly as when
-/// decoding one token: from `BATCH_MIN_ROWS` rows on, quantized weights switch to ggml's batch
-/// kernels (another float order, as in llama.cpp), and a near tie in the target's logits could
-/// then pick another argmax than plain decoding does, breaking greedy identity.
-pub const DECODE_EXACT_ROWS: usize = BATCH_MIN_ROWS - 1;
+/// decoding one token. Quantized weights follow llama.cpp's kernels, whose float order depends on
+/// the batch: the repacked Q4_K gemm takes activation rows in groups of four (`BatchRule::
+/// GroupsOfFour`), the tiled K-quant matmul every row from `BATCH_MIN_ROWS` on. A near tie in the
+/// target's logits could then pick another argmax than plain decoding does, breaking greedy
+/// identity; three rows stay on the single-token kernels under both rules.
+pub const DECODE_EXACT_ROWS: usize = 3;
+const _: () = assert!(DECODE_EXACT_ROWS < 4 && DECODE_EXACT_ROWS < BATCH_MIN_ROWS);
 
 /// The verification batch limit for a target file: unbounded when every matrix it multiplies
 /// is F32, F16 or BF16 (`cpu::gemm_float` rounds a batch as it rounds one token), else
