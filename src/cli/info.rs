@@ -56,6 +56,9 @@ pub struct Args {
     /// List every tensor with its type, shape and size.
     #[arg(long)]
     pub tensors: bool,
+    /// Context size for the KV cache estimate [default: run's -c default].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
     /// Also print this process's peak resident memory (VmHWM), to check that loading does not
     /// fault in the weights.
     #[arg(long)]
@@ -67,6 +70,10 @@ pub fn run(args: Args) -> Result<()> {
     let text = describe(&file, args.tensors)?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
+    // A file infer cannot run still gets its report; the estimate then says why it is missing.
+    let kv = kv_estimate(&file, args.ctx_size)
+        .unwrap_or_else(|e| format!("kv cache:      unknown ({e:#})"));
+    writeln!(out, "{kv}")?;
     if args.verbose {
         writeln!(
             out,
@@ -76,6 +83,48 @@ pub fn run(args: Args) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The KV cache `infer run -c N` would allocate (f16 and q8_0), or why it cannot be said.
+fn kv_estimate(file: &GgufFile, ctx: Option<usize>) -> Result<String> {
+    use crate::model::kv_cache::{estimate_bytes, swa_cells, CacheType, KvLayout};
+    let arch = file.metadata().arch()?;
+    let Some(spec) = crate::model::arch::find(arch) else {
+        return Ok(format!("kv cache:      unknown (architecture '{arch}' is not supported)"));
+    };
+    let n_vocab = file
+        .metadata()
+        .get_str_array("tokenizer.ggml.tokens")?
+        .map_or(0, |t| t.len());
+    let hp = crate::model::Hparams::load(file, spec, n_vocab)?;
+    let n_ctx = super::common::context_size(ctx, hp.n_ctx_train)?;
+    let layout = KvLayout {
+        swa_layers: (0..hp.n_layer).map(|il| hp.is_swa(il)).collect(),
+        window: hp.sliding_window,
+        k_width: hp.n_k(),
+        v_width: hp.n_v(),
+        head_dim: hp.head_dim,
+        head_dim_v: hp.head_dim_v,
+    };
+    let mib = |t| estimate_bytes(&layout, n_ctx, t, t) as f64 / (1024.0 * 1024.0);
+    let n_swa = layout.swa_layers.iter().filter(|&&s| s).count();
+    let shape = match hp.sliding_window {
+        Some(w) if n_swa > 0 => format!(
+            "{} layers x {n_ctx} cells + {n_swa} window layers x {} cells",
+            hp.n_layer - n_swa,
+            swa_cells(n_ctx, w)
+        ),
+        _ => format!("{} layers x {n_ctx} cells", hp.n_layer),
+    };
+    let q8 = if hp.head_dim % 32 == 0 && hp.head_dim_v % 32 == 0 {
+        format!(", {:.1} MiB as q8_0", mib(CacheType::Q8_0))
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "kv cache:      -c {n_ctx}: {:.1} MiB as f16{q8} ({shape})",
+        mib(CacheType::F16)
+    ))
 }
 
 /// The report `infer info` prints.

@@ -140,6 +140,13 @@ impl<'m, 'g> Engine<'m, 'g> {
         self.state.n_ctx()
     }
 
+    /// Context shift when generation reaches the context size: `Some(keep)` keeps the first
+    /// `keep` cached tokens and drops the older half of the rest (see `Model::context_shift`),
+    /// `None` (the default, as in llama.cpp) ends generation with `End::ContextFull`.
+    pub fn set_context_shift(&mut self, keep: Option<usize>) {
+        self.state.set_context_shift(keep);
+    }
+
     /// The tokens in the cache (the last prompt and what was generated after it).
     pub fn cached(&self) -> &[u32] {
         &self.cached

@@ -393,6 +393,25 @@ pub fn swa_cells(n_ctx: usize, window: usize) -> usize {
     base.min(window + N_UBATCH).next_multiple_of(CELL_PAD)
 }
 
+/// Bytes [`KvCache::new`] allocates for `layout` at `n_ctx` (what `infer info -c` reports):
+/// full-context layers hold `n_ctx` cells, window layers [`swa_cells`].
+pub fn estimate_bytes(
+    layout: &KvLayout,
+    n_ctx: usize,
+    type_k: CacheType,
+    type_v: CacheType,
+) -> usize {
+    let row = type_k.row_bytes(layout.k_width) + type_v.row_bytes(layout.v_width);
+    layout
+        .swa_layers
+        .iter()
+        .map(|&swa| match (swa, layout.window) {
+            (true, Some(w)) => swa_cells(n_ctx, w) * row,
+            _ => n_ctx * row,
+        })
+        .sum()
+}
+
 impl KvCache {
     pub fn new(
         layout: &KvLayout,
@@ -609,6 +628,32 @@ mod tests {
             CacheType::F16,
         );
         assert!(matches!(e, Err(KvError::Q8Width { head_dim: 40 })));
+    }
+
+    /// Gemma 3 270M's shape at -c 32768: 3 global layers of 32768 cells plus 15 window rings of
+    /// 1024 cells (not 18 full layers), and the estimate is what the cache allocates.
+    #[test]
+    fn window_layers_cost_a_ring_not_the_context() {
+        let swa: Vec<bool> = (0..18).map(|il| il % 6 != 5).collect();
+        let l = KvLayout {
+            swa_layers: swa,
+            window: Some(512),
+            k_width: 256,
+            v_width: 256,
+            head_dim: 256,
+            head_dim_v: 256,
+        };
+        let (f16, q8) = (CacheType::F16, CacheType::Q8_0);
+        let row = 2 * 256 * 2;
+        assert_eq!(
+            estimate_bytes(&l, 32768, f16, f16),
+            (3 * 32768 + 15 * 1024) * row
+        );
+        let c = KvCache::new(&l, 32768, f16, q8).expect("cache");
+        assert_eq!(c.bytes(), estimate_bytes(&l, 32768, f16, q8));
+        assert_eq!(swa_cells(100, 512), 256);
+        // a ring never outgrows the (padded) context
+        assert_eq!(swa_cells(4096, 4096), 4096);
     }
 
     #[test]
