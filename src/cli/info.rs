@@ -90,7 +90,9 @@ fn kv_estimate(file: &GgufFile, ctx: Option<usize>) -> Result<String> {
     use crate::model::kv_cache::{estimate_bytes, swa_cells, CacheType, KvLayout};
     let arch = file.metadata().arch()?;
     let Some(spec) = crate::model::arch::find(arch) else {
-        return Ok(format!("kv cache:      unknown (architecture '{arch}' is not supported)"));
+        return Ok(format!(
+            "kv cache:      unknown (architecture '{arch}' is not supported)"
+        ));
     };
     let n_vocab = file
         .metadata()
