@@ -7,6 +7,7 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
+use super::ggml_order::{vec_dot_f16_order, VecDotF16Lanes};
 use super::ops::{ggml_expf, hsum8};
 use super::Pool;
 use crate::model::kv_cache::RowsRef;
@@ -124,6 +125,7 @@ pub fn attention_cells(
                     p,
                     kvh: h / group,
                     pos: (pos0 + t) as i64,
+                    single: n_tok == 1,
                     kf,
                     vf,
                 };
@@ -181,6 +183,7 @@ struct Scratch {
     q8: Vec<u8>,
     row: Vec<f32>,
     acc: Vec<f32>,
+    lanes: Vec<VecDotF16Lanes>,
 }
 
 /// One query head against the visible cells of its KV head.
@@ -202,6 +205,9 @@ struct Head<'a> {
     p: &'a AttnParams,
     kvh: usize,
     pos: i64,
+    /// The only query row of its call: llama.cpp's f16 products then run `ggml_vec_dot_f16`
+    /// (tinyBLAS declines one column), whose lanes and reduction differ (`ggml_order`).
+    single: bool,
     /// The key rows widened to f32 (f16 cache, several readers), else `None`.
     kf: Option<&'a [f32]>,
     /// The value rows widened to f32 (f16 or q8_0 cache, several readers), else `None`.
@@ -253,6 +259,10 @@ impl Head<'_> {
             }
             let off = c * k_stride + self.kvh * hd;
             let dot = match self.kv.keys {
+                RowsRef::F16(k) if self.single => {
+                    k[off..off + hd].convert_to_f32_slice(&mut s.row[..hd]);
+                    vec_dot_f16_order(&s.row[..hd], &s.qh)
+                }
                 RowsRef::F16(k) => match self.kf {
                     Some(kf) => dot_lanes(&s.qh, &kf[off..off + hd]),
                     None => {
@@ -269,6 +279,10 @@ impl Head<'_> {
             s.scores.push((c, dot * self.p.scale));
         }
         softmax_lanes(&mut s.scores);
+        if self.single && matches!(self.kv.values, RowsRef::F16(_)) {
+            self.weighted_values_vec_dot_f16(s, o);
+            return;
+        }
         // acc[d * 8 + lane]: the eight tinyBLAS lanes of output d.
         s.acc.clear();
         s.acc.resize(hdv * 8, 0.0);
@@ -297,6 +311,33 @@ impl Head<'_> {
         }
         for (od, a) in o.iter_mut().zip(s.acc.chunks_exact(8)) {
             *od = hsum8(a.try_into().expect("chunks of 8"));
+        }
+    }
+}
+
+impl Head<'_> {
+    /// `V w` for a single query row with an f16 cache, as `ggml_vec_dot_f16` sums each output
+    /// dimension over the cells (the element index is the cell). llama.cpp pads the number of
+    /// cells it attends over to a multiple of 256, so no cell falls in the kernel's f64 tail.
+    #[inline(always)]
+    fn weighted_values_vec_dot_f16(&self, s: &mut Scratch, o: &mut [f32]) {
+        let RowsRef::F16(v) = self.kv.values else {
+            unreachable!("called for f16 values only")
+        };
+        let hdv = o.len();
+        let v_stride = self.p.n_head_kv * hdv;
+        s.lanes.clear();
+        s.lanes.resize(hdv, VecDotF16Lanes::default());
+        for &(c, w) in &s.scores {
+            let w = round_f16(w);
+            let off = c * v_stride + self.kvh * hdv;
+            v[off..off + hdv].convert_to_f32_slice(&mut s.row[..hdv]);
+            for (l, &x) in s.lanes.iter_mut().zip(&s.row[..hdv]) {
+                l.add(c, x, w);
+            }
+        }
+        for (od, l) in o.iter_mut().zip(&s.lanes) {
+            *od = l.reduce();
         }
     }
 }

@@ -393,6 +393,9 @@ impl Model<'_> {
             }
             trace("Qcur", il, q);
             trace("Kcur", il, k);
+            if hp.attn_scale_on_q {
+                ops::scale_inplace(q, hp.attn_scale);
+            }
             let cache = st.kv.layer_mut(il);
             let group = cache.group();
             for (t, &cell) in slots[group].iter().enumerate() {
@@ -411,7 +414,11 @@ impl Model<'_> {
                 n_head_kv: hp.n_head_kv,
                 head_dim: hp.head_dim,
                 head_dim_v: hp.head_dim_v,
-                scale: hp.attn_scale,
+                scale: if hp.attn_scale_on_q {
+                    1.0
+                } else {
+                    hp.attn_scale
+                },
                 window: if swa { hp.sliding_window } else { None },
             };
             attention_cells(pool, &params, q, &kv, pos0, attn);

@@ -39,6 +39,11 @@ pub struct Hparams {
     pub embd_scale: Option<f32>,
     /// Multiplier of q . k before the softmax.
     pub attn_scale: f32,
+    /// Whether the model multiplies the queries by `attn_scale` before attention (Gemma's graph in
+    /// llama.cpp scales `Qcur`) rather than the scores inside the softmax (everyone else). The
+    /// product is the same in exact arithmetic, but the queries are rounded to f16 for an f16
+    /// cache, and small scaled queries round differently (f16 subnormals), so the place matters.
+    pub attn_scale_on_q: bool,
     /// `cap * tanh(logit / cap)` on the output logits, when the file sets
     /// `<arch>.final_logit_softcapping`.
     pub final_logit_softcap: Option<f32>,
@@ -206,6 +211,7 @@ impl Hparams {
             activation: spec.activation,
             embd_scale: spec.scale_embeddings.then(|| (n_embd as f32).sqrt()),
             attn_scale,
+            attn_scale_on_q: spec.name == "gemma3",
             final_logit_softcap,
             sliding_window,
             swa_layers,
