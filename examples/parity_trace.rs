@@ -41,6 +41,14 @@ fn main() {
         }
     }
     names.push("result_norm".into());
+    // Attention internals of one layer, for locating a parting inside attention.
+    let probe: Option<usize> = std::env::var("PROBE_LAYER")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    if let Some(il) = probe {
+        names.push(format!("kq-{il}"));
+        names.push(format!("kq_soft_max-{il}"));
+    }
     let name_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let lm = LlamaModel::load(path).expect("llama model");
     let p = ContextParams {
@@ -53,6 +61,8 @@ fn main() {
     let mut ctx = LlamaContext::with_capture(&lm, p, &name_refs).expect("ctx");
     let mut st = model.new_state(2048).expect("state");
     let mut feed = ids.clone();
+    // llama.cpp's own K rows of the probed layer, one per position, for recomputing its kq.
+    let mut ref_k: Vec<Vec<f32>> = Vec::new();
     for step in 0..=steps {
         let mut ours: Vec<(String, Vec<f32>)> = Vec::new();
         let mut keep = |name: &str, il: usize, d: &[f32]| {
@@ -101,6 +111,62 @@ fn main() {
             }
             if nd > 0 && first.is_none() {
                 first = Some(format!("{name}: {nd}/{} differ, max |d| {maxd:e}", o.len()));
+            }
+        }
+        if let Some(il) = probe {
+            let last = |n: &str| {
+                theirs
+                    .iter()
+                    .rev()
+                    .find(|(m, _)| m == n)
+                    .map(|(_, d)| d.clone())
+            };
+            if let (Some(k), Some(q), Some(kq)) = (
+                last(&format!("Kcur-{il}")),
+                last(&format!("Qcur-{il}")),
+                last(&format!("kq-{il}")),
+            ) {
+                for row in k.chunks(256) {
+                    ref_k.push(
+                        row.iter()
+                            .map(|&x| half::f16::from_f32(x).to_f32())
+                            .collect(),
+                    );
+                }
+                if feed.len() == 1 {
+                    let r = |x: &f32| half::f16::from_f32(*x).to_f32();
+                    for h in 0..4 {
+                        let qh: Vec<f32> = q[h * 256..(h + 1) * 256].iter().map(r).collect();
+                        let mut bad = 0;
+                        for (c, kr) in ref_k.iter().enumerate() {
+                            let mine = infer::cpu::ggml_order::vec_dot_f16_order(kr, &qh) * 0.0625;
+                            let theirs_v = kq[h * 256 + c];
+                            if mine.to_bits() != theirs_v.to_bits() {
+                                bad += 1;
+                                if bad < 3 {
+                                    println!(
+                                        "  kq head {h} cell {c}: ours {mine} theirs {theirs_v}"
+                                    );
+                                }
+                            }
+                        }
+                        if bad > 0 {
+                            println!("  kq head {h}: {bad} cells differ");
+                        }
+                    }
+                }
+            }
+            for n in [format!("kq-{il}"), format!("kq_soft_max-{il}")] {
+                if let Some((_, t)) = theirs.iter().rev().find(|(m, _)| *m == n) {
+                    let nz: Vec<(usize, f32)> = t
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite() && *v != 0.0)
+                        .take(40)
+                        .collect();
+                    println!("  {n} ({} values): {:?}", t.len(), nz);
+                }
             }
         }
         let lmax = logits
