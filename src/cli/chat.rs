@@ -169,9 +169,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = args.sampling.params();
     let spec = match (&draft_model, &draft_opts) {
         (Some(d), Some(o)) => {
-            let mut sp =
-                Speculator::new(&model, d, n_ctx, params.clone(), params.clone(), o.params)?;
-            sp.set_verify_rows(spec::verify_rows_for(&gguf));
+            let sp = Speculator::new(&model, d, n_ctx, params.clone(), params.clone(), o.params)?;
             Some(sp)
         }
         _ => None,

@@ -83,6 +83,20 @@ pub fn attention_cells(
     pos0: usize,
     out: &mut [f32],
 ) {
+    attention_cells_rows(pool, p, q, kv, pos0, out, false)
+}
+
+/// [`attention_cells`]; with `as_decode`, every query row takes the arithmetic llama.cpp uses
+/// for a single-token batch, so each row is bit-identical to decoding that token alone.
+pub fn attention_cells_rows(
+    pool: &Pool,
+    p: &AttnParams,
+    q: &[f32],
+    kv: &KvView<'_>,
+    pos0: usize,
+    out: &mut [f32],
+    as_decode: bool,
+) {
     let (hd, hdv) = (p.head_dim, p.head_dim_v);
     assert!(p.n_head_kv > 0 && p.n_head.is_multiple_of(p.n_head_kv));
     let n_tok = q.len() / (p.n_head * hd);
@@ -125,7 +139,7 @@ pub fn attention_cells(
                     p,
                     kvh: h / group,
                     pos: (pos0 + t) as i64,
-                    single: n_tok == 1,
+                    single: n_tok == 1 || as_decode,
                     kf,
                     vf,
                 };

@@ -155,6 +155,21 @@ unsafe impl Sync for OutPtr {}
 /// `y` (`n_tok * n_rows`, row-major). `act` is scratch for the quantized activations, reused
 /// across calls.
 pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], act: &mut Vec<u8>) {
+    matmul_rows(pool, w, x, n_tok, y, act, false)
+}
+
+/// [`matmul`]; with `as_decode`, every activation row takes the kernel llama.cpp runs for a
+/// single-token batch, so each output row is bit-identical to a product of that row alone
+/// (what a speculative verification batch needs to reproduce token-by-token decoding).
+pub fn matmul_rows(
+    pool: &Pool,
+    w: &QMatrix,
+    x: &[f32],
+    n_tok: usize,
+    y: &mut [f32],
+    act: &mut Vec<u8>,
+    as_decode: bool,
+) {
     let (k, m) = (w.n_cols, w.n_rows);
     assert_eq!(x.len(), n_tok * k, "matmul input length");
     assert_eq!(y.len(), n_tok * m, "matmul output length");
@@ -172,6 +187,8 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
         pool.for_each_chunk(act, arb, &|t, a| from_f32(&x[t * k..(t + 1) * k], a));
     }
     let act: &[u8] = act;
+    // The batch size the kernel rules see: 1 when every row must round as if decoded alone.
+    let n_rule = if as_decode { 1 } else { n_tok };
     if n_tok == 1 {
         let chunk = decode_chunk_rows(m, pool.n_threads());
         pool.for_each_chunk(y, chunk, &|tile, ys| {
@@ -209,7 +226,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
                 }
                 if j < rows {
                     for (i, a) in a.iter().enumerate() {
-                        w.dot_rows(r0 + j, a, &mut buf[..1], t + i, n_tok);
+                        w.dot_rows(r0 + j, a, &mut buf[..1], (t + i).min(n_rule - 1), n_rule);
                         put(t + i, j, buf[0]);
                     }
                 }
@@ -218,7 +235,7 @@ pub fn matmul(pool: &Pool, w: &QMatrix, x: &[f32], n_tok: usize, y: &mut [f32], 
         }
         for t in t..n_tok {
             let a = &act[t * arb..(t + 1) * arb];
-            w.dot_rows(r0, a, &mut buf[..rows], t, n_tok);
+            w.dot_rows(r0, a, &mut buf[..rows], t.min(n_rule - 1), n_rule);
             for (j, &v) in buf[..rows].iter().enumerate() {
                 put(t, j, v);
             }

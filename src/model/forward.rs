@@ -22,8 +22,8 @@ use super::hparams::Hparams;
 use super::kv_cache::{KvCache, KvError, KvLayout, KvOptions, N_UBATCH};
 use super::weights::Linear;
 use super::{Model, ModelError};
-use crate::cpu::attention::{attention_cells, AttnParams, KvView};
-use crate::cpu::matmul::matmul;
+use crate::cpu::attention::{attention_cells_rows, AttnParams, KvView};
+use crate::cpu::matmul::matmul_rows;
 use crate::cpu::ops;
 use crate::cpu::Pool;
 
@@ -52,6 +52,9 @@ pub struct State {
     /// Context shift on a full context: `Some(keep)` keeps the first `keep` positions (see
     /// [`Model::context_shift`]); `None` (the default) lets generation stop instead.
     shift_keep: Option<usize>,
+    /// Compute every row of a batch as llama.cpp computes a token decoded alone (see
+    /// [`State::set_rows_as_decode`]).
+    rows_as_decode: bool,
     /// The device-side cache and scratch when the model runs on a GPU (`Model::use_gpu`); the
     /// CPU cache then stays empty.
     pub(crate) gpu: Option<crate::gpu::forward::GpuState>,
@@ -83,8 +86,18 @@ impl State {
             logits: Vec::new(),
             act: Vec::new(),
             shift_keep: None,
+            rows_as_decode: false,
             gpu: None,
         })
+    }
+
+    /// With `on`, each row of a multi-token forward takes the kernels and attention arithmetic
+    /// llama.cpp uses for a one-token batch, so its logits are bit-identical to feeding the tokens
+    /// one by one. Speculative verification needs this: its batch must reproduce what plain
+    /// token-by-token decoding of the target would give. Off (the default), a batch rounds as
+    /// llama.cpp's prompt processing does.
+    pub fn set_rows_as_decode(&mut self, on: bool) {
+        self.rows_as_decode = on;
     }
 
     /// Positions already in the cache; the next token goes at this position.
@@ -146,8 +159,16 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 /// `y = x W (+ b)` for `n` rows.
-fn linear(pool: &Pool, l: &Linear, x: &[f32], n: usize, y: &mut [f32], act: &mut Vec<u8>) {
-    matmul(pool, &l.w, x, n, y, act);
+fn linear(
+    pool: &Pool,
+    l: &Linear,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    act: &mut Vec<u8>,
+    as_decode: bool,
+) {
+    matmul_rows(pool, &l.w, x, n, y, act, as_decode);
     if let Some(b) = &l.b {
         for row in y.chunks_exact_mut(b.len()) {
             ops::add_inplace(row, b);
@@ -313,6 +334,7 @@ impl Model<'_> {
         let hp = &self.hp;
         let w = &self.weights;
         let pool = &self.pool;
+        let as_decode = st.rows_as_decode;
         let n = tokens.len();
         let e = hp.n_embd;
         let pos0 = st.len();
@@ -363,9 +385,9 @@ impl Model<'_> {
             let swa = hp.is_swa(il);
             norm_rows(x, &lw.attn_norm, eps, xn);
             trace("attn_norm", il, xn);
-            linear(pool, &lw.wq, xn, n, q, act);
-            linear(pool, &lw.wk, xn, n, k, act);
-            linear(pool, &lw.wv, xn, n, v, act);
+            linear(pool, &lw.wq, xn, n, q, act, as_decode);
+            linear(pool, &lw.wk, xn, n, k, act, as_decode);
+            linear(pool, &lw.wv, xn, n, v, act, as_decode);
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
                 norm_rows_inplace(q, qn, eps);
                 norm_rows_inplace(k, kn, eps);
@@ -421,9 +443,9 @@ impl Model<'_> {
                 },
                 window: if swa { hp.sliding_window } else { None },
             };
-            attention_cells(pool, &params, q, &kv, pos0, attn);
+            attention_cells_rows(pool, &params, q, &kv, pos0, attn, as_decode);
             trace("kqv_out", il, attn);
-            linear(pool, &lw.wo, attn, n, proj, act);
+            linear(pool, &lw.wo, attn, n, proj, act, as_decode);
             trace("attn_out", il, proj);
             if let Some(pn) = &lw.attn_post_norm {
                 norm_rows_inplace(proj, pn, eps);
@@ -435,8 +457,8 @@ impl Model<'_> {
 
             norm_rows(x, &lw.ffn_norm, eps, xn);
             trace("ffn_norm", il, xn);
-            linear(pool, &lw.ffn_gate, xn, n, gate, act);
-            linear(pool, &lw.ffn_up, xn, n, up, act);
+            linear(pool, &lw.ffn_gate, xn, n, gate, act, as_decode);
+            linear(pool, &lw.ffn_up, xn, n, up, act, as_decode);
             for (g, u) in gate.chunks_exact_mut(hp.n_ff).zip(up.chunks_exact(hp.n_ff)) {
                 match hp.activation {
                     Activation::Silu => gated(g, u, ops::swiglu),
@@ -448,7 +470,7 @@ impl Model<'_> {
                 Activation::GeluTanh => "ffn_geglu",
             };
             trace(act_name, il, gate);
-            linear(pool, &lw.ffn_down, gate, n, proj, act);
+            linear(pool, &lw.ffn_down, gate, n, proj, act, as_decode);
             trace("ffn_out", il, proj);
             if let Some(pn) = &lw.ffn_post_norm {
                 norm_rows_inplace(proj, pn, eps);
@@ -467,7 +489,7 @@ impl Model<'_> {
         let xn = &mut xn[..n_rows * e];
         norm_rows(xs, &w.output_norm, eps, xn);
         trace("result_norm", hp.n_layer, xn);
-        linear(pool, &w.output, xn, n_rows, logits, act);
+        linear(pool, &w.output, xn, n_rows, logits, act, as_decode);
         if let Some(cap) = hp.final_logit_softcap {
             ops::softcap_inplace(logits, cap);
         }

@@ -14,36 +14,10 @@ use super::chain::Chain;
 use super::proposer::{DraftLimits, Drafted, Proposer};
 use super::verifier::Verifier;
 use super::SpecError;
-use crate::cpu::ggml_order::BATCH_MIN_ROWS;
-use crate::gguf::{GgufFile, TensorInfo};
+
 use crate::model::Model;
-use crate::quant::GgmlType;
 use crate::sample::{Rng, SamplerParams};
 use std::time::{Duration, Instant};
-
-/// Most tokens a verification batch may hold while every product in it rounds exactly as when
-/// decoding one token. Quantized weights follow llama.cpp's kernels, whose float order depends on
-/// the batch: the repacked Q4_K gemm takes activation rows in groups of four (`BatchRule::
-/// GroupsOfFour`), the tiled K-quant matmul every row from `BATCH_MIN_ROWS` on. A near tie in the
-/// target's logits could then pick another argmax than plain decoding does, breaking greedy
-/// identity; three rows stay on the single-token kernels under both rules.
-pub const DECODE_EXACT_ROWS: usize = 3;
-const _: () = assert!(DECODE_EXACT_ROWS < 4 && DECODE_EXACT_ROWS < BATCH_MIN_ROWS);
-
-/// The verification batch limit for a target file: unbounded when every matrix it multiplies
-/// is F32, F16 or BF16 (`cpu::gemm_float` rounds a batch as it rounds one token), else
-/// [`DECODE_EXACT_ROWS`].
-pub fn verify_rows_for(target: &GgufFile) -> usize {
-    let float = |t: &TensorInfo| {
-        matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
-            || t.dims.iter().filter(|&&d| d > 1).count() < 2
-    };
-    if target.tensors().iter().all(float) {
-        usize::MAX
-    } else {
-        DECODE_EXACT_ROWS
-    }
-}
 
 /// The `--draft-*` settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,9 +105,6 @@ pub struct Speculator<'m, 'g> {
     /// The prompt and tokens of the last run: what the caches may still hold a prefix of.
     history: Vec<u32>,
     drafts: Vec<Drafted>,
-    /// Most tokens per verification batch (the last token plus the drafts); see
-    /// [`Speculator::set_verify_rows`].
-    verify_rows: usize,
 }
 
 impl<'m, 'g> Speculator<'m, 'g> {
@@ -177,7 +148,6 @@ impl<'m, 'g> Speculator<'m, 'g> {
             rng,
             history: Vec::new(),
             drafts: Vec::new(),
-            verify_rows: DECODE_EXACT_ROWS,
         })
     }
 
@@ -195,14 +165,6 @@ impl<'m, 'g> Speculator<'m, 'g> {
     /// Tokens the target's cache holds a prefix of: the last run's prompt and output.
     pub fn history(&self) -> &[u32] {
         &self.history
-    }
-
-    /// Allows verification batches of up to `rows` tokens (at least 2). The default,
-    /// [`DECODE_EXACT_ROWS`], keeps every batch on the matmul kernels a single decoded token
-    /// uses; larger batches are exact only for targets whose products do not depend on the
-    /// batch size ([`verify_rows_for`]).
-    pub fn set_verify_rows(&mut self, rows: usize) {
-        self.verify_rows = rows.max(2);
     }
 
     /// Restarts the random stream (as a new `--seed`).
@@ -239,12 +201,11 @@ impl<'m, 'g> Speculator<'m, 'g> {
             .take_while(|(a, b)| a == b)
             .count()
             .min(prompt.len() - 1);
+        // The target evaluates the rest of the prompt in the first verification, in one batch
+        // as plain decoding does (its last row's rounding then matches); the draft lags by one.
         self.verifier.truncate(common);
         self.proposer.truncate(common);
         let body = &prompt[..prompt.len() - 1];
-        self.verifier
-            .feed(&body[self.verifier.cached()..])
-            .map_err(SpecError::from)?;
         self.proposer
             .feed(&body[self.proposer.cached()..])
             .map_err(SpecError::from)?;
@@ -270,7 +231,9 @@ impl<'m, 'g> Speculator<'m, 'g> {
             &mut adapt,
             &mut out,
         );
-        out.t_gen = t1.elapsed();
+        out.t_gen = t1
+            .elapsed()
+            .saturating_sub(out.t_prompt.saturating_sub(t_prompt));
         self.history = history;
         result.map(|end| {
             out.end = end;
@@ -295,8 +258,12 @@ impl<'m, 'g> Speculator<'m, 'g> {
             }
             // Room: the verify batch (last token + drafts) must fit the target's context, and
             // drafts beyond what may still be emitted would be wasted.
-            let room = (n_ctx - history.len()).min(left).min(self.verify_rows - 1);
-            let want = if self.params.adaptive {
+            let room = (n_ctx - history.len()).min(left);
+            // Nothing is drafted while the target still has prompt tokens to evaluate.
+            let prompt_left = history.len() - self.verifier.cached() > 1;
+            let want = if prompt_left {
+                0
+            } else if self.params.adaptive {
                 adapt.next_len(room)
             } else {
                 self.params.n_max.min(room)
@@ -325,8 +292,14 @@ impl<'m, 'g> Speculator<'m, 'g> {
                 .map_err(SpecError::from)?
                 .ok_or(SpecError::NoCandidates)?;
             let k = self.drafts.len();
-            adapt.time_verify(k + 1, t.elapsed().as_secs_f64());
-            adapt.record(k, v.accepted, v.accepted < k);
+            // A prompt batch says nothing about the cost or success of drafting; its time is
+            // prompt time.
+            if prompt_left {
+                out.t_prompt += t.elapsed();
+            } else {
+                adapt.time_verify(k + 1, t.elapsed().as_secs_f64());
+                adapt.record(k, v.accepted, v.accepted < k);
+            }
             if k > 0 {
                 out.stats.drafted += k;
                 out.stats.accepted += v.accepted;

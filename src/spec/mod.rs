@@ -17,9 +17,7 @@ pub mod verifier;
 pub mod with_draft;
 
 pub use compat::check_vocab;
-pub use driver::{
-    verify_rows_for, End, Outcome, SpecParams, SpecStats, Speculator, DECODE_EXACT_ROWS,
-};
+pub use driver::{End, Outcome, SpecParams, SpecStats, Speculator};
 pub use with_draft::{generate_with_draft, load_draft, open_draft, DraftOptions, Target};
 
 use crate::gguf::GgufError;

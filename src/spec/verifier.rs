@@ -1,5 +1,7 @@
-//! The target side: one batched forward scores the last emitted token and every drafted token
-//! (the prefill path, `all_logits`), then the drafts are checked in order. Greedy: a draft is kept
+//! The target side: one batched forward scores the last emitted token and every drafted token,
+//! each row rounded as if decoded alone (`State::set_rows_as_decode`, so the scores equal plain
+//! token-by-token decoding bit for bit), then the drafts are checked in order. The first
+//! verification of a run also evaluates the rest of the prompt, as one prompt batch. Greedy: a draft is kept
 //! while it equals the target's own greedy choice, so the text is the target's alone. Sampling:
 //! the rule of [`super::acceptance`]. The first rejected position emits the target's replacement;
 //! when every draft is kept the last row gives one more token for free. The target's cache is
@@ -65,8 +67,8 @@ impl<'m, 'g> Verifier<'m, 'g> {
         Ok(())
     }
 
-    /// Scores `drafted` after `history`, whose last token the cache does not hold yet (the cache
-    /// holds `history.len() - 1` positions). Afterwards the cache holds `history` plus the
+    /// Scores `drafted` after `history`, whose tail from `cached()` the cache does not hold yet
+    /// (the last token, or the rest of the prompt on a run's first call, then without drafts). Afterwards the cache holds `history` plus the
     /// accepted drafts. `history` is restored before returning. Draws come from `rng`: one
     /// acceptance uniform per checked draft (sampling only), one more on a rejection or for the
     /// bonus token.
@@ -77,14 +79,17 @@ impl<'m, 'g> Verifier<'m, 'g> {
         rng: &mut Rng,
     ) -> Result<Option<Verified>, ModelError> {
         let base = history.len();
-        debug_assert_eq!(
-            self.state.len() + 1,
-            base,
-            "target cache must lag by one token"
+        let from = self.state.len();
+        debug_assert!(from < base, "the target cache must lag behind the history");
+        debug_assert!(
+            drafted.is_empty() || from + 1 == base,
+            "drafts follow one pending token"
         );
         self.batch.clear();
-        self.batch.extend_from_slice(&history[base - 1..]);
+        self.batch.extend_from_slice(&history[from..]);
         self.batch.extend(drafted.iter().map(|d| d.id));
+        // One pending token: the rows are decode steps; more: a prompt batch, as plain decoding.
+        self.state.set_rows_as_decode(from + 1 == base);
         let logits = self
             .model
             .forward(&mut self.state, &self.batch, !drafted.is_empty())?;

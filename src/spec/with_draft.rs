@@ -3,7 +3,7 @@
 //! one call (`generate_with_draft`, for `infer run`). Kept here so that a command adds only its
 //! flags and these calls.
 
-use super::{check_vocab, verify_rows_for, Outcome, SpecError, SpecParams, SpecStats, Speculator};
+use super::{check_vocab, Outcome, SpecError, SpecParams, SpecStats, Speculator};
 use crate::gguf::GgufFile;
 use crate::model::{Model, ModelOptions};
 use crate::sample::SamplerParams;
@@ -49,9 +49,6 @@ pub fn generate_with_draft<E: From<SpecError>>(
         sampling,
         draft.params,
     )?;
-    // The target's header again (mmap and parse, no tensor data) for its weight types.
-    let tfile = GgufFile::open(target.path).map_err(SpecError::from)?;
-    s.set_verify_rows(verify_rows_for(&tfile));
     let tok = target.tok;
     s.generate(prompt, n_predict, &|id| tok.is_eog(id), on_token)
 }
