@@ -90,13 +90,9 @@ fn plain_lines_match_separate_runs_in_input_order() {
         let expected = run_once(&model, p, "6");
         assert_eq!(r["completion"], expected.as_str(), "prompt {p:?}");
     }
-    // The third prompt repeats the first, after another one: only BOS is shared with the
-    // second, so at least that is reused; the fourth shares BOS with the third.
-    assert!(
-        recs[2]["tokens_cached"].as_u64().expect("n") >= 1,
-        "{}",
-        recs[2]
-    );
+    // No prompt reuses its neighbour's cache (a shared prefix would change how the prompt is
+    // batched, and so its rounding): the third repeats the first and is evaluated whole.
+    assert_eq!(recs[2]["tokens_cached"], 0, "{}", recs[2]);
     let keys: Vec<&String> = recs[0].as_object().expect("object").keys().collect();
     assert_eq!(keys[0], "id", "id comes first: {keys:?}");
 }

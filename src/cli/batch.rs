@@ -247,6 +247,10 @@ fn complete(
         stops: args.stop.clone(),
     };
     let mut sampler = Sampler::new(params);
+    // Every prompt is evaluated from the start, as `infer run` evaluates it: reusing a prefix
+    // shared with the previous prompt would split the prompt into other batches, which round
+    // differently (llama.cpp's kernels do too), so the completion would depend on its neighbour.
+    engine.clear();
     let gen = engine
         .generate(
             tokens,
