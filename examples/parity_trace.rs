@@ -9,6 +9,9 @@ use infer::model::{Model, ModelOptions};
 use infer::tokenizer::Tokenizer;
 use std::path::Path;
 
+#[path = "../tests/run_prose/mod.rs"]
+mod run_prose;
+
 const NAMES: &[&str] = &[
     "attn_norm",
     "Qcur_normed",
@@ -19,6 +22,7 @@ const NAMES: &[&str] = &[
     "kqv_out",
     "attn_post_norm",
     "ffn_norm",
+    "ffn_geglu",
     "ffn_out",
     "ffn_post_norm",
     "l_out",
@@ -27,11 +31,20 @@ const NAMES: &[&str] = &[
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = Path::new(&args[1]);
-    let prompt = &args[2];
+    // "@long": the greedy test's prompt past the 512-token window.
+    let prompt = &if args[2] == "@long" {
+        run_prose::prose(11, 48)
+    } else {
+        args[2].clone()
+    };
     let steps: usize = args.get(3).map_or(8, |s| s.parse().expect("steps"));
     let gguf = GgufFile::open(path).expect("open");
     let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer");
-    let ids = tok.encode(prompt, true, true);
+    let mut ids = tok.encode(prompt, true, true);
+    // MAX_PROMPT=N keeps the first N prompt tokens (to look at one ubatch of a long prompt).
+    if let Some(n) = std::env::var("MAX_PROMPT").ok().and_then(|v| v.parse().ok()) {
+        ids.truncate(n);
+    }
     let model = Model::load(&gguf, &ModelOptions { n_threads: 2 }).expect("load");
     let n_layer = model.hparams().n_layer;
     let mut names: Vec<String> = Vec::new();
@@ -53,7 +66,8 @@ fn main() {
     let lm = LlamaModel::load(path).expect("llama model");
     let p = ContextParams {
         n_ctx: 2048,
-        n_batch: 512,
+        n_batch: 2048,
+        n_ubatch: 512,
         n_threads: 2,
         flash_attn: false,
         kv_f32: false,

@@ -94,6 +94,7 @@ fn window_ring_matches_llama_cpp_cell_for_cell_after_wrapping() {
     let params = ContextParams {
         n_ctx: n_ctx as u32,
         n_batch: 512,
+        n_ubatch: 0,
         n_threads: 2,
         flash_attn: false,
         kv_f32: false,
@@ -153,6 +154,7 @@ fn f32_and_q8_0_caches() {
     let params = ContextParams {
         n_ctx: 512,
         n_batch: 512,
+        n_ubatch: 0,
         n_threads: 2,
         flash_attn: false,
         kv_f32: true,

@@ -93,6 +93,7 @@ fn llama_params() -> ContextParams {
     ContextParams {
         n_ctx: N_CTX as u32,
         n_batch: N_CTX as u32,
+        n_ubatch: 0,
         n_threads: 2,
         flash_attn: false,
         kv_f32: false,

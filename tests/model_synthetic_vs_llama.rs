@@ -183,6 +183,7 @@ fn compare_file(label: &str, path: &Path) {
     let params = ContextParams {
         n_ctx: N_CTX as u32,
         n_batch: N_CTX as u32,
+        n_ubatch: 0,
         n_threads: 2,
         flash_attn: false,
         kv_f32: false,

@@ -59,6 +59,7 @@ fn perplexity_matches_llama_within_1_percent() {
         ContextParams {
             n_ctx: N_CTX as u32,
             n_batch: N_CTX as u32,
+            n_ubatch: 0,
             n_threads: 2,
             flash_attn: false,
             ..Default::default()

@@ -134,8 +134,11 @@ impl Drop for LlamaModel {
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
     pub n_ctx: u32,
-    /// Largest batch passed to one `llama_decode`; also used as the physical batch size.
+    /// Largest batch passed to one `llama_decode`.
     pub n_batch: u32,
+    /// The physical batch (`n_ubatch`): how many tokens one graph evaluates; 0 = `n_batch`.
+    /// llama-completion's default is 512 whatever `n_batch` is.
+    pub n_ubatch: u32,
     pub n_threads: i32,
     /// Use ggml's flash-attention kernel (llama.cpp's default on CPU is "auto", i.e. on).
     pub flash_attn: bool,
@@ -148,6 +151,7 @@ impl Default for ContextParams {
         ContextParams {
             n_ctx: 1024,
             n_batch: 1024,
+            n_ubatch: 0,
             n_threads: 2,
             flash_attn: false,
             kv_f32: false,
@@ -235,7 +239,11 @@ impl<'m> LlamaContext<'m> {
         let mut cp = unsafe { sys::llama_context_default_params() };
         cp.n_ctx = p.n_ctx;
         cp.n_batch = p.n_batch;
-        cp.n_ubatch = p.n_batch;
+        cp.n_ubatch = if p.n_ubatch == 0 {
+            p.n_batch
+        } else {
+            p.n_ubatch.min(p.n_batch)
+        };
         cp.n_threads = p.n_threads;
         cp.n_threads_batch = p.n_threads;
         cp.flash_attn_type = if p.flash_attn {
