@@ -42,7 +42,10 @@ fn main() {
     let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer");
     let mut ids = tok.encode(prompt, true, true);
     // MAX_PROMPT=N keeps the first N prompt tokens (to look at one ubatch of a long prompt).
-    if let Some(n) = std::env::var("MAX_PROMPT").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("MAX_PROMPT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         ids.truncate(n);
     }
     let model = Model::load(&gguf, &ModelOptions { n_threads: 2 }).expect("load");
