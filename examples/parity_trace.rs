@@ -66,17 +66,20 @@ fn main() {
         names.push(format!("kq_soft_max-{il}"));
     }
     let name_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    // FA=1: llama.cpp with flash attention (llama-completion's default on CPUs) and ours alike.
+    let fa = std::env::var_os("FA").is_some();
     let lm = LlamaModel::load(path).expect("llama model");
     let p = ContextParams {
         n_ctx: 2048,
         n_batch: 2048,
         n_ubatch: 512,
         n_threads: 2,
-        flash_attn: false,
+        flash_attn: fa,
         kv_f32: false,
     };
     let mut ctx = LlamaContext::with_capture(&lm, p, &name_refs).expect("ctx");
     let mut st = model.new_state(2048).expect("state");
+    st.set_flash_attn(fa);
     let mut feed = ids.clone();
     // llama.cpp's own K rows of the probed layer, one per position, for recomputing its kq.
     let mut ref_k: Vec<Vec<f32>> = Vec::new();

@@ -18,6 +18,11 @@ struct Cli {
     /// No progress bars, timings or notes on stderr (errors and warnings still appear).
     #[arg(short = 'q', long, global = true)]
     quiet: bool,
+    /// Attention arithmetic on the CPU: on = ggml's flash-attention kernel, off = its unfused
+    /// path; auto = on, as llama.cpp's default resolves on CPUs. Either way the numbers equal
+    /// llama.cpp's with the same setting.
+    #[arg(long = "flash-attn", alias = "fa", global = true, value_enum, default_value_t = infer::cli::common::FlashAttn::Auto)]
+    flash_attn: infer::cli::common::FlashAttn,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +62,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     infer::ui::init(cli.color, cli.quiet);
+    infer::cli::common::set_flash_attn(cli.flash_attn);
     let result: anyhow::Result<()> = match cli.command {
         Command::Info(a) => infer::cli::info::run(a),
         Command::Run(a) => infer::cli::run::run(a),

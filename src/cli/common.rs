@@ -39,7 +39,23 @@ pub fn load_tokenizer(gguf: &GgufFile) -> Result<Tokenizer> {
     Ok(Tokenizer::from_gguf(gguf)?)
 }
 
-/// Binds the weights with `threads` compute threads (`None`: one per available core).
+/// `--flash-attn`: which of llama.cpp's two attention paths the CPU forward follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlashAttn {
+    On,
+    Off,
+    Auto,
+}
+
+/// The `--flash-attn` of this process (set once by `main`; `auto` when unset, e.g. in tests).
+static FLASH_ATTN: std::sync::OnceLock<FlashAttn> = std::sync::OnceLock::new();
+
+pub fn set_flash_attn(mode: FlashAttn) {
+    let _ = FLASH_ATTN.set(mode);
+}
+
+/// Binds the weights with `threads` compute threads (`None`: one per available core), with the
+/// attention path `--flash-attn` chose.
 pub fn load_model<'a>(gguf: &'a GgufFile, threads: Option<usize>) -> Result<Model<'a>> {
     if threads == Some(0) {
         bail!("-t/--threads must be at least 1");
@@ -47,7 +63,10 @@ pub fn load_model<'a>(gguf: &'a GgufFile, threads: Option<usize>) -> Result<Mode
     let opts = ModelOptions {
         n_threads: threads.unwrap_or(0),
     };
-    Ok(Model::load(gguf, &opts)?)
+    let mut model = Model::load(gguf, &opts)?;
+    let mode = FLASH_ATTN.get().copied().unwrap_or(FlashAttn::Auto);
+    model.set_flash_attn(mode != FlashAttn::Off);
+    Ok(model)
 }
 
 /// The text of `-p TEXT` / `-p -` (stdin) / `-f FILE`; exactly one must be given (clap enforces

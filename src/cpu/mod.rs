@@ -4,6 +4,7 @@
 
 pub mod act_quant;
 pub mod attention;
+pub mod flash_attn;
 pub mod gemm_float;
 pub mod ggml_order;
 pub mod matmul;

@@ -23,6 +23,7 @@ use super::kv_cache::{KvCache, KvError, KvLayout, KvOptions, N_UBATCH};
 use super::weights::Linear;
 use super::{Model, ModelError};
 use crate::cpu::attention::{attention_cells_rows, AttnParams, KvView};
+use crate::cpu::flash_attn;
 use crate::cpu::matmul::matmul_rows;
 use crate::cpu::ops;
 use crate::cpu::Pool;
@@ -55,6 +56,8 @@ pub struct State {
     /// Compute every row of a batch as llama.cpp computes a token decoded alone (see
     /// [`State::set_rows_as_decode`]).
     rows_as_decode: bool,
+    /// Attention through ggml's flash-attention arithmetic (see [`State::set_flash_attn`]).
+    flash_attn: bool,
     /// The device-side cache and scratch when the model runs on a GPU (`Model::use_gpu`); the
     /// CPU cache then stays empty.
     pub(crate) gpu: Option<crate::gpu::forward::GpuState>,
@@ -87,6 +90,7 @@ impl State {
             act: Vec::new(),
             shift_keep: None,
             rows_as_decode: false,
+            flash_attn: false,
             gpu: None,
         })
     }
@@ -98,6 +102,13 @@ impl State {
     /// llama.cpp's prompt processing does.
     pub fn set_rows_as_decode(&mut self, on: bool) {
         self.rows_as_decode = on;
+    }
+
+    /// With `on`, attention over an f16 cache follows ggml's flash-attention kernel
+    /// (`cpu::flash_attn`), which llama.cpp runs by default on CPUs (`-fa auto`); off, its
+    /// unfused path (`-fa off`). Other cache types always take the unfused path.
+    pub fn set_flash_attn(&mut self, on: bool) {
+        self.flash_attn = on;
     }
 
     /// Positions already in the cache; the next token goes at this position.
@@ -443,7 +454,15 @@ impl Model<'_> {
                 },
                 window: if swa { hp.sliding_window } else { None },
             };
-            attention_cells_rows(pool, &params, q, &kv, pos0, attn, as_decode);
+            if st.flash_attn && flash_attn::supports(&kv) {
+                // llama.cpp's graph sees the used cells padded to 256 (at most the whole cache).
+                let n_kv = cells
+                    .size()
+                    .min(cells.used_max_p1().next_multiple_of(256).max(256));
+                flash_attn::flash_attention(pool, &params, q, &kv, n_kv, pos0, attn, as_decode);
+            } else {
+                attention_cells_rows(pool, &params, q, &kv, pos0, attn, as_decode);
+            }
             trace("kqv_out", il, attn);
             linear(pool, &lw.wo, attn, n, proj, act, as_decode);
             trace("attn_out", il, proj);

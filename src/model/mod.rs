@@ -91,6 +91,8 @@ pub struct ModelOptions {
 
 /// A model ready to run: hyperparameters, weight views into `gguf`, and a thread pool.
 pub struct Model<'a> {
+    /// New states attend through ggml's flash-attention arithmetic (`State::set_flash_attn`).
+    flash_attn: bool,
     hp: Hparams,
     weights: Weights<'a>,
     pool: Pool,
@@ -119,6 +121,7 @@ impl<'a> Model<'a> {
             why: e.to_string(),
         })?;
         Ok(Model {
+            flash_attn: false,
             hp,
             weights,
             pool,
@@ -136,6 +139,13 @@ impl<'a> Model<'a> {
         self.pool.n_threads()
     }
 
+    /// Whether states made from now on follow ggml's flash-attention arithmetic on the CPU
+    /// (llama.cpp's default there) rather than its unfused attention; off unless set. Either way
+    /// the numbers equal llama.cpp's with the same setting.
+    pub fn set_flash_attn(&mut self, on: bool) {
+        self.flash_attn = on;
+    }
+
     /// A fresh state (KV cache for `n_ctx` positions and scratch buffers) for this model.
     pub fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
         self.new_state_with(n_ctx, &kv_cache::KvOptions::default())
@@ -151,6 +161,7 @@ impl<'a> Model<'a> {
             return Err(ModelError::ZeroContext);
         }
         let mut st = State::new(&self.hp, n_ctx, kv)?;
+        st.set_flash_attn(self.flash_attn);
         if let Some(g) = &self.gpu {
             st.gpu = Some(g.new_state(n_ctx)?);
         }
