@@ -120,7 +120,14 @@ impl Adapt {
         let tokens: f64 = (0..=k).map(|i| (a * b).powi(i as i32)).sum();
         let forwards: f64 = (0..k).map(|i| b.powi(i as i32)).sum();
         let batch: f64 = 1.0 + (1..=k).map(|i| b.powi(i as i32)).sum::<f64>();
-        tokens / (forwards * self.draft() + self.verify(batch))
+        // A batch never costs less than one token: measurement noise must not make drafting look
+        // free when drafts are never kept.
+        let verify = if k == 0 {
+            self.verify(1.0)
+        } else {
+            self.verify(batch).max(self.verify(1.0))
+        };
+        tokens / (forwards * self.draft() + verify)
     }
 
     /// Draft length for the next step, at most `room`; 0 = decode plainly.

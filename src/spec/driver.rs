@@ -259,11 +259,9 @@ impl<'m, 'g> Speculator<'m, 'g> {
             // Room: the verify batch (last token + drafts) must fit the target's context, and
             // drafts beyond what may still be emitted would be wasted.
             let room = (n_ctx - history.len()).min(left);
-            // Nothing is drafted while the target still has prompt tokens to evaluate.
+            // The first verification of a run also evaluates the rest of the prompt.
             let prompt_left = history.len() - self.verifier.cached() > 1;
-            let want = if prompt_left {
-                0
-            } else if self.params.adaptive {
+            let want = if self.params.adaptive {
                 adapt.next_len(room)
             } else {
                 self.params.n_max.min(room)

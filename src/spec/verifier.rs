@@ -1,7 +1,8 @@
 //! The target side: one batched forward scores the last emitted token and every drafted token,
 //! each row rounded as if decoded alone (`State::set_rows_as_decode`, so the scores equal plain
 //! token-by-token decoding bit for bit), then the drafts are checked in order. The first
-//! verification of a run also evaluates the rest of the prompt, as one prompt batch. Greedy: a draft is kept
+//! verification of a run evaluates the rest of the prompt first, as one prompt batch (as plain
+//! decoding does), then the drafts. Greedy: a draft is kept
 //! while it equals the target's own greedy choice, so the text is the target's alone. Sampling:
 //! the rule of [`super::acceptance`]. The first rejected position emits the target's replacement;
 //! when every draft is kept the last row gives one more token for free. The target's cache is
@@ -25,6 +26,8 @@ pub struct Verifier<'m, 'g> {
     state: State,
     chain: Chain,
     batch: Vec<u32>,
+    /// Logits rows when a verification takes two forwards (see `verify`).
+    rows: Vec<f32>,
 }
 
 impl<'m, 'g> Verifier<'m, 'g> {
@@ -34,6 +37,7 @@ impl<'m, 'g> Verifier<'m, 'g> {
             state,
             chain,
             batch: Vec::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -81,18 +85,31 @@ impl<'m, 'g> Verifier<'m, 'g> {
         let base = history.len();
         let from = self.state.len();
         debug_assert!(from < base, "the target cache must lag behind the history");
-        debug_assert!(
-            drafted.is_empty() || from + 1 == base,
-            "drafts follow one pending token"
-        );
         self.batch.clear();
-        self.batch.extend_from_slice(&history[from..]);
         self.batch.extend(drafted.iter().map(|d| d.id));
-        // One pending token: the rows are decode steps; more: a prompt batch, as plain decoding.
-        self.state.set_rows_as_decode(from + 1 == base);
-        let logits = self
-            .model
-            .forward(&mut self.state, &self.batch, !drafted.is_empty())?;
+        let logits: &[f32] = if from + 1 == base {
+            // One pending token: it and the drafts are decode steps, each row rounded so.
+            self.batch.insert(0, history[from]);
+            self.state.set_rows_as_decode(true);
+            self.model
+                .forward(&mut self.state, &self.batch, !drafted.is_empty())?
+        } else {
+            // The rest of a prompt: one prompt batch, as plain decoding evaluates it; then the
+            // drafts as decode steps. Row 0 is the prompt's last, then one row per draft.
+            self.state.set_rows_as_decode(false);
+            let last = self
+                .model
+                .forward(&mut self.state, &history[from..], false)?;
+            self.rows.clear();
+            self.rows.extend_from_slice(last);
+            if !drafted.is_empty() {
+                self.state.set_rows_as_decode(true);
+                let more = self.model.forward(&mut self.state, &self.batch, true)?;
+                self.rows.extend_from_slice(more);
+            }
+            self.batch.insert(0, history[base - 1]);
+            &self.rows
+        };
         let n_vocab = logits.len() / self.batch.len();
         let mut result = None;
         for (j, row) in logits.chunks_exact(n_vocab).enumerate() {
