@@ -5,7 +5,7 @@
 //!
 //! Bound: our 32 greedy tokens (ids through the library API, `infer::cli::run::generate`, the loop
 //! the binary runs) are identical to llama.cpp's for every prompt, with no exception for near
-//! ties: our CPU arithmetic follows llama.cpp's (AVX2 build, flash attention off, f16 KV cache,
+//! ties: our CPU arithmetic follows llama.cpp's (AVX2 build, f16 KV cache, flash attention on as llama-completion defaults to, and off,
 //! 512-token physical batches) operation for operation, so the logits are bit-identical and a
 //! parting at any margin is a bug. (Before the kernels matched, partings at margins of 0.01-0.8
 //! logits were common: Gemma amplifies last-bit differences through its Q8 requantizations.) The
@@ -67,8 +67,20 @@ fn prompts() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// llama-completion's default on CPUs (`-fa auto` resolves to on).
 #[test]
-fn greedy_32_tokens_match_llama() {
+fn greedy_32_tokens_match_llama_with_flash_attention() {
+    greedy_matches(true);
+}
+
+#[test]
+fn greedy_32_tokens_match_llama_without_flash_attention() {
+    greedy_matches(false);
+}
+
+/// Both sides use 2 threads: with flash attention, a decode step over 512 cells or more is split
+/// into one chunk per thread, so the thread count is part of the arithmetic.
+fn greedy_matches(fa: bool) {
     let Some(path) = model_path() else { return };
     let vocab = RefModel::load(&path, true).expect("llama.cpp loads the vocabulary");
     let lm = LlamaModel::load(&path).expect("llama.cpp loads the model");
@@ -81,7 +93,7 @@ fn greedy_32_tokens_match_llama() {
             // tokens, which is where its sliding-window cells and kernel choices come from.
             n_ubatch: 512,
             n_threads: 2,
-            flash_attn: false,
+            flash_attn: fa,
             ..Default::default()
         },
     )
@@ -89,7 +101,8 @@ fn greedy_32_tokens_match_llama() {
 
     let gguf = GgufFile::open(&path).expect("open model");
     let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer");
-    let model = Model::load(&gguf, &ModelOptions { n_threads: 0 }).expect("model");
+    let mut model = Model::load(&gguf, &ModelOptions { n_threads: 2 }).expect("model");
+    model.set_flash_attn(fa);
 
     let mut failures = Vec::new();
     let mut parted_none = 0;
@@ -177,7 +190,10 @@ fn greedy_32_tokens_match_llama() {
         let out = Command::new(env!("CARGO_BIN_EXE_infer"))
             .arg("run")
             .arg(&path)
-            .args(["-p", &prompt, "-n", "32", "--temp", "0", "-c", "2048"])
+            .args([
+                "-p", &prompt, "-n", "32", "--temp", "0", "-c", "2048", "-t", "2",
+            ])
+            .args(["--flash-attn", if fa { "on" } else { "off" }])
             .output()
             .expect("run infer");
         assert!(
@@ -211,6 +227,10 @@ fn greedy_32_tokens_match_llama() {
             String::from_utf8_lossy(&ref_text)
         );
     }
-    eprintln!("{parted_none} of {n_prompts} prompts: all {N_GEN} tokens identical to llama.cpp's");
+    eprintln!(
+        "flash attention {}: {parted_none} of {n_prompts} prompts: all {N_GEN} tokens identical \
+         to llama.cpp's",
+        if fa { "on" } else { "off" }
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
