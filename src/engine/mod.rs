@@ -112,6 +112,10 @@ pub struct Engine<'m, 'g> {
     state: State,
     /// The tokens whose K/V the cache holds, in order: `cached.len() == state.len()`.
     cached: Vec<u32>,
+    /// The logits after the last prompt evaluated, with that prompt's length: a prompt that is
+    /// entirely cached again (a chat's `/regen`) reuses them instead of evaluating its last token
+    /// alone, which would round differently from the batch it was first evaluated in.
+    prompt_logits: Option<(usize, Vec<f32>)>,
 }
 
 impl<'m, 'g> Engine<'m, 'g> {
@@ -125,6 +129,7 @@ impl<'m, 'g> Engine<'m, 'g> {
             tok,
             state: model.new_state(n_ctx)?,
             cached: Vec::new(),
+            prompt_logits: None,
         })
     }
 
@@ -156,6 +161,7 @@ impl<'m, 'g> Engine<'m, 'g> {
     pub fn clear(&mut self) {
         self.state.truncate(0);
         self.cached.clear();
+        self.prompt_logits = None;
     }
 
     /// Makes the cache hold `prompt` and returns the logits after its last token, evaluating
@@ -174,6 +180,13 @@ impl<'m, 'g> Engine<'m, 'g> {
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count();
+        if let Some((n, logits)) = &self.prompt_logits {
+            if *n == prompt.len() && common >= *n && self.state.truncate(*n) == *n {
+                self.cached.truncate(*n);
+                on_progress(0, 0);
+                return Ok(Some((logits.clone(), 0)));
+            }
+        }
         // A sliding-window ring may no longer hold what the shared prefix needs; truncate says
         // how much it kept (possibly nothing).
         let keep = self.state.truncate(common.min(prompt.len() - 1));
@@ -191,6 +204,7 @@ impl<'m, 'g> Engine<'m, 'g> {
             logits.extend_from_slice(out);
         }
         on_progress(todo.len(), todo.len());
+        self.prompt_logits = Some((prompt.len(), logits.clone()));
         Ok(Some((logits, todo.len())))
     }
 
