@@ -9,20 +9,13 @@
 
 use std::arch::x86_64::*;
 
-use super::hsum_ps;
-use super::kquants::{q4_k_block_sums, q4_k_chunk_sums, q6_k_lanes};
+use super::kquants::{q4_k_chunk_sums, q6_k_lanes};
+use super::{fma1, hsum_ps};
 use crate::quant::as_blocks;
 use crate::quant::f16::le_fp16_to_f32;
 use crate::quant::q4_k::BlockQ4K;
 use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_k::{check_row, BlockQ8K};
-
-/// `a * b + c` rounded once, as `_mm256_fmadd_ps` does it lane by lane.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn fma1(a: f32, b: f32, c: f32) -> f32 {
-    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
-}
 
 fn q4_k_rows<'a>(n: usize, w: &'a [u8], a: &'a [u8]) -> (&'a [BlockQ4K], &'a [BlockQ8K]) {
     check_row(n, w.len(), std::mem::size_of::<BlockQ4K>(), "Q4_K");
@@ -36,43 +29,57 @@ fn q6_k_rows<'a>(n: usize, w: &'a [u8], a: &'a [u8]) -> (&'a [BlockQ6K], &'a [Bl
     (as_blocks(w), as_blocks(a))
 }
 
-/// Q4_K · Q8_K in the order of ggml-cpu's repacked `q4_K_8x8` gemv/gemm (every Q4_K matrix with a
-/// multiple of 8 rows on an AVX2 machine, for any number of activation rows): per super-block,
-/// `acc = fma(f32(isum), d_w·d_a, acc)` and `accm = fma(f32(Σ min·bsum), dmin_w·d_a, accm)`;
-/// the result is `acc - accm`.
+/// One super-block's float steps in ggml-cpu's repacked `q4_K_8x8` kernels (every Q4_K matrix
+/// with a multiple of 8 rows on an AVX2 machine): `acc = fma(f32(isum), d_w·d_a, acc)` and
+/// `accm = fma(f32(Σ min·bsum), dmin_w·d_a, accm)`, once per super-block in the gemv (`GEMM =
+/// false`) and once per 64-element chunk in the gemm, which llama.cpp runs for the activation
+/// rows of a batch that fill whole groups of four. A row's result is `acc - accm`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn q4_k_repacked_step<const GEMM: bool>(
+    x: &BlockQ4K,
+    y: &BlockQ8K,
+    acc: &mut f32,
+    accm: &mut f32,
+) {
+    let (isum, imin) = q4_k_chunk_sums(x, y);
+    let (d, dmin) = (le_fp16_to_f32(x.d) * y.d(), le_fp16_to_f32(x.dmin) * y.d());
+    if GEMM {
+        for k in 0..4 {
+            *acc = fma1(isum[k] as f32, d, *acc);
+            *accm = fma1(imin[k] as f32, dmin, *accm);
+        }
+    } else {
+        *acc = fma1(isum.iter().sum::<i32>() as f32, d, *acc);
+        *accm = fma1(imin.iter().sum::<i32>() as f32, dmin, *accm);
+    }
+}
+
+/// Q4_K · Q8_K in the gemv order of [`q4_k_repacked_step`].
 ///
 /// # Safety
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_k_repacked(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let (xs, ys) = q4_k_rows(n, w, a);
-    let (mut acc, mut accm) = (0.0f32, 0.0f32);
-    for (x, y) in xs.iter().zip(ys) {
-        let (isum, summ) = q4_k_block_sums(x, y);
-        acc = fma1(isum as f32, le_fp16_to_f32(x.d) * y.d(), acc);
-        accm = fma1(summ as f32, le_fp16_to_f32(x.dmin) * y.d(), accm);
-    }
-    acc - accm
+    q4_k_repacked::<false>(n, w, a)
 }
 
-/// Q4_K · Q8_K in the order of ggml-cpu's repacked `q4_K_8x8` gemm, which llama.cpp runs for the
-/// activation rows of a batch that fill whole groups of four (the rest go through the gemv order,
-/// [`vec_dot_q4_k_repacked`]): the same two chains as the gemv, but stepped per 64-element chunk
-/// (two sub-blocks) instead of per super-block.
+/// Q4_K · Q8_K in the gemm order of [`q4_k_repacked_step`].
 ///
 /// # Safety
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_k_repacked_gemm(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q4_k_repacked::<true>(n, w, a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_repacked<const GEMM: bool>(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (xs, ys) = q4_k_rows(n, w, a);
     let (mut acc, mut accm) = (0.0f32, 0.0f32);
     for (x, y) in xs.iter().zip(ys) {
-        let (isum, imin) = q4_k_chunk_sums(x, y);
-        let (d, dmin) = (le_fp16_to_f32(x.d) * y.d(), le_fp16_to_f32(x.dmin) * y.d());
-        for k in 0..4 {
-            acc = fma1(isum[k] as f32, d, acc);
-            accm = fma1(imin[k] as f32, dmin, accm);
-        }
+        q4_k_repacked_step::<GEMM>(x, y, &mut acc, &mut accm);
     }
     acc - accm
 }

@@ -217,21 +217,8 @@ pub unsafe fn vec_dot_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn q4_k_block_sums(x: &BlockQ4K, y: &BlockQ8K) -> (i32, i32) {
-    let m4 = _mm256_set1_epi8(0x0F);
-    let (sc, m) = scales_mins_k4(&x.scales);
-    let summ = mins_dot_bsums(&m, y);
-    let mut acc = _mm256_setzero_si256();
-    for k in 0..4 {
-        let bits = load_u8x32(&x.qs[32 * k..]);
-        let lo = _mm256_and_si256(bits, m4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        let plo = _mm256_maddubs_epi16(lo, q8_at(y, 64 * k));
-        let phi = _mm256_maddubs_epi16(hi, q8_at(y, 64 * k + 32));
-        let plo = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k])), plo);
-        let phi = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * k + 1])), phi);
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
-    }
-    (hsum_i32(acc), summ)
+    let (isum, imin) = q4_k_chunk_sums(x, y);
+    (isum.iter().sum(), imin.iter().sum())
 }
 
 /// One Q4_K super-block against its Q8_K activations, per 64-element chunk `k` (sub-blocks `2k`

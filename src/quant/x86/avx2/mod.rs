@@ -22,6 +22,14 @@ pub(crate) fn fp16_product(a: [u8; 2], b: [u8; 2]) -> f32 {
     _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
 }
 
+/// `a * b + c` rounded once (one lane of `_mm256_fmadd_ps`), for the scalar float steps that
+/// mirror ggml's vector ones.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn fma1(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+}
+
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -11,7 +11,8 @@
 
 use std::arch::x86_64::*;
 
-use super::kquants::{q4_k_block_sums, q4_k_chunk_sums, q6_k_lanes};
+use super::ggml_order::q4_k_repacked_step;
+use super::kquants::q6_k_lanes;
 use super::legacy::unpack5;
 use super::{fp16_product, hsum_ps, load_i8x32, mul_sum_i8_ps};
 use crate::quant::f16::le_fp16_to_f32;
@@ -107,18 +108,7 @@ pub unsafe fn vec_dot4_q6_k(w: &[u8], a: &[u8]) -> [f32; 4] {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot4_q4_k_repacked(w: &[u8], a: &[u8]) -> [f32; 4] {
-    let (xs, ys) = four_rows::<BlockQ4K, BlockQ8K>(w, a);
-    let mut acc = [0.0f32; 4];
-    let mut accm = [0.0f32; 4];
-    for (b, y) in ys.iter().enumerate() {
-        for r in 0..4 {
-            let x = &xs[r][b];
-            let (isum, summ) = q4_k_block_sums(x, y);
-            acc[r] = fma1(isum as f32, le_fp16_to_f32(x.d) * y.d(), acc[r]);
-            accm[r] = fma1(summ as f32, le_fp16_to_f32(x.dmin) * y.d(), accm[r]);
-        }
-    }
-    [0, 1, 2, 3].map(|r| acc[r] - accm[r])
+    q4_k_repacked4::<false>(w, a)
 }
 
 /// Q4_K · Q8_K, four rows (order of `ggml_order::vec_dot_q4_k_repacked_gemm`).
@@ -127,28 +117,21 @@ pub unsafe fn vec_dot4_q4_k_repacked(w: &[u8], a: &[u8]) -> [f32; 4] {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot4_q4_k_repacked_gemm(w: &[u8], a: &[u8]) -> [f32; 4] {
+    q4_k_repacked4::<true>(w, a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_repacked4<const GEMM: bool>(w: &[u8], a: &[u8]) -> [f32; 4] {
     let (xs, ys) = four_rows::<BlockQ4K, BlockQ8K>(w, a);
     let mut acc = [0.0f32; 4];
     let mut accm = [0.0f32; 4];
     for (b, y) in ys.iter().enumerate() {
         for r in 0..4 {
-            let x = &xs[r][b];
-            let (isum, imin) = q4_k_chunk_sums(x, y);
-            let (d, dmin) = (le_fp16_to_f32(x.d) * y.d(), le_fp16_to_f32(x.dmin) * y.d());
-            for k in 0..4 {
-                acc[r] = fma1(isum[k] as f32, d, acc[r]);
-                accm[r] = fma1(imin[k] as f32, dmin, accm[r]);
-            }
+            q4_k_repacked_step::<GEMM>(&xs[r][b], y, &mut acc[r], &mut accm[r]);
         }
     }
     [0, 1, 2, 3].map(|r| acc[r] - accm[r])
-}
-
-/// `a * b + c` rounded once.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn fma1(a: f32, b: f32, c: f32) -> f32 {
-    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
 }
 
 /// Blocks of two weight rows and four activation rows of equal length.
