@@ -203,7 +203,14 @@ impl<'m, 'g> Speculator<'m, 'g> {
             .min(prompt.len() - 1);
         // The target evaluates the rest of the prompt in the first verification, in one batch
         // as plain decoding does (its last row's rounding then matches); the draft lags by one.
-        self.verifier.truncate(common);
+        // The same prompt again (a chat's /regen): the target's cache and kept logits serve.
+        let whole = common + 1 == prompt.len()
+            && self.history.len() >= prompt.len()
+            && self.history[..prompt.len()] == *prompt
+            && self.verifier.reuse_prompt(prompt.len());
+        if !whole {
+            self.verifier.truncate(common);
+        }
         self.proposer.truncate(common);
         let body = &prompt[..prompt.len() - 1];
         self.proposer

@@ -28,6 +28,10 @@ pub struct Verifier<'m, 'g> {
     batch: Vec<u32>,
     /// Logits rows when a verification takes two forwards (see `verify`).
     rows: Vec<f32>,
+    /// The logits after the last prompt batch, with the prompt's length: a prompt that is
+    /// entirely cached again (a chat's `/regen`) reuses them, as plain decoding does, instead
+    /// of evaluating its last token alone (which rounds differently).
+    prompt_logits: Option<(usize, Vec<f32>)>,
 }
 
 impl<'m, 'g> Verifier<'m, 'g> {
@@ -38,6 +42,7 @@ impl<'m, 'g> Verifier<'m, 'g> {
             chain,
             batch: Vec::new(),
             rows: Vec::new(),
+            prompt_logits: None,
         }
     }
 
@@ -63,6 +68,13 @@ impl<'m, 'g> Verifier<'m, 'g> {
         self.state.truncate(n);
     }
 
+    /// Makes the cache hold exactly the first `n` tokens and returns true when the logits after
+    /// them are kept from the last prompt batch (the same prompt again); else changes nothing.
+    pub fn reuse_prompt(&mut self, n: usize) -> bool {
+        let kept = matches!(&self.prompt_logits, Some((len, _)) if *len == n);
+        kept && self.state.len() >= n && self.state.truncate(n) == n
+    }
+
     /// Evaluates `tokens` without sampling (prompt prefill).
     pub fn feed(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         if !tokens.is_empty() {
@@ -84,10 +96,26 @@ impl<'m, 'g> Verifier<'m, 'g> {
     ) -> Result<Option<Verified>, ModelError> {
         let base = history.len();
         let from = self.state.len();
-        debug_assert!(from < base, "the target cache must lag behind the history");
+        debug_assert!(
+            from <= base,
+            "the target cache must not run ahead of the history"
+        );
         self.batch.clear();
         self.batch.extend(drafted.iter().map(|d| d.id));
-        let logits: &[f32] = if from + 1 == base {
+        let logits: &[f32] = if from == base {
+            // The whole prompt is cached and its last logits kept (see `reuse_prompt`).
+            self.rows.clear();
+            if let Some((_, l)) = &self.prompt_logits {
+                self.rows.extend_from_slice(l);
+            }
+            if !drafted.is_empty() {
+                self.state.set_rows_as_decode(true);
+                let more = self.model.forward(&mut self.state, &self.batch, true)?;
+                self.rows.extend_from_slice(more);
+            }
+            self.batch.insert(0, history[base - 1]);
+            &self.rows
+        } else if from + 1 == base {
             // One pending token: it and the drafts are decode steps, each row rounded so.
             self.batch.insert(0, history[from]);
             self.state.set_rows_as_decode(true);
@@ -102,6 +130,7 @@ impl<'m, 'g> Verifier<'m, 'g> {
                 .forward(&mut self.state, &history[from..], false)?;
             self.rows.clear();
             self.rows.extend_from_slice(last);
+            self.prompt_logits = Some((base, last.to_vec()));
             if !drafted.is_empty() {
                 self.state.set_rows_as_decode(true);
                 let more = self.model.forward(&mut self.state, &self.batch, true)?;
