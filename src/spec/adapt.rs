@@ -137,7 +137,10 @@ impl Adapt {
             return 0;
         }
         let mut best = (0, self.rate(0));
-        for k in self.n_min..=top {
+        // A draft none of whose recent tokens were kept is only probed now and then: with a very
+        // cheap draft the estimated rate would otherwise favour drafting on the prior alone.
+        let hopeless = self.kept < 0.5 && self.rejected >= 3.0;
+        for k in (self.n_min..=top).filter(|_| !hopeless) {
             let r = self.rate(k);
             if r > best.1 {
                 best = (k, r);
