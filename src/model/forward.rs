@@ -37,19 +37,13 @@ const MAX_BATCH: usize = N_UBATCH;
 /// the largest batch seen and are reused, so decoding allocates nothing.
 pub struct State {
     kv: KvCache,
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    attn: Vec<f32>,
-    proj: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    /// Row buffers of this sequence's own forward passes (a multi-sequence pass uses its
+    /// [`Batch`]'s instead).
+    scratch: Scratch,
+    /// RoPE angles of the rows of the current pass, at this sequence's positions.
     rope_global: Vec<f32>,
     rope_swa: Vec<f32>,
     logits: Vec<f32>,
-    act: Vec<u8>,
     /// Context shift on a full context: `Some(keep)` keeps the first `keep` positions (see
     /// [`Model::context_shift`]); `None` (the default) lets generation stop instead.
     shift_keep: Option<usize>,
@@ -61,6 +55,43 @@ pub struct State {
     /// The device-side cache and scratch when the model runs on a GPU (`Model::use_gpu`); the
     /// CPU cache then stays empty.
     pub(crate) gpu: Option<crate::gpu::forward::GpuState>,
+}
+
+/// The row-wise buffers of a forward pass (residual stream, projections, FFN, quantized
+/// activations), one row per token of the pass.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<u8>,
+}
+
+/// One sequence's part of a multi-sequence forward pass ([`Model::forward_segments`]): its
+/// state (KV cache, positions, window ring) and the tokens to run at positions `state.len()..`.
+pub struct Segment<'a> {
+    pub state: &'a mut State,
+    pub tokens: &'a [u32],
+}
+
+/// Buffers of multi-sequence forward passes, reused from step to step so that batched decoding
+/// allocates nothing once they have grown.
+#[derive(Default)]
+pub struct Batch {
+    scratch: Scratch,
+    logits: Vec<f32>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
 }
 
 impl State {
@@ -75,19 +106,10 @@ impl State {
         };
         Ok(State {
             kv: KvCache::new(&layout, n_ctx, opts.type_k, opts.type_v)?,
-            x: Vec::new(),
-            xn: Vec::new(),
-            q: Vec::new(),
-            k: Vec::new(),
-            v: Vec::new(),
-            attn: Vec::new(),
-            proj: Vec::new(),
-            gate: Vec::new(),
-            up: Vec::new(),
+            scratch: Scratch::default(),
             rope_global: Vec::new(),
             rope_swa: Vec::new(),
             logits: Vec::new(),
-            act: Vec::new(),
             shift_keep: None,
             rows_as_decode: false,
             flash_attn: false,
@@ -263,6 +285,16 @@ fn shift_table(
 /// compared op by op with llama.cpp's eval callback.
 pub type Trace<'t> = &'t mut dyn FnMut(&str, usize, &[f32]);
 
+/// Which rows of a pass reach the output head, and where their logits go (`n_vocab` each).
+enum Out<'l> {
+    /// None: a prefill chunk whose logits nobody reads.
+    None,
+    /// The last row of each segment.
+    Last(&'l mut [f32]),
+    /// Every row.
+    All(&'l mut [f32]),
+}
+
 impl Model<'_> {
     /// Run `tokens` at positions `st.len()..`; returns logits for the last token (`n_vocab`) or,
     /// with `all_logits`, for every token (`tokens.len() * n_vocab`, row-major).
@@ -283,6 +315,78 @@ impl Model<'_> {
         all_logits: bool,
         trace: Trace<'_>,
     ) -> Result<&'s [f32], ModelError> {
+        let hp = &self.hp;
+        self.check_tokens(st, tokens)?;
+        if let (Some(g), Some(gs)) = (&self.gpu, st.gpu.as_mut()) {
+            g.forward(gs, tokens, all_logits, &mut st.logits)?;
+            return Ok(&st.logits);
+        }
+        let n_out = if all_logits { tokens.len() } else { 1 };
+        let mut logits = std::mem::take(&mut st.logits);
+        let mut sc = std::mem::take(&mut st.scratch);
+        logits.resize(n_out * hp.n_vocab, 0.0);
+        let as_decode = st.rows_as_decode;
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        let mut result = Ok(());
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let last = ci + 1 == n_chunks;
+            let segs = &mut [Segment {
+                state: &mut *st,
+                tokens: chunk,
+            }];
+            result = if all_logits {
+                let rows = &mut logits[ci * MAX_BATCH * hp.n_vocab..][..chunk.len() * hp.n_vocab];
+                self.forward_batch(&mut sc, segs, Out::All(rows), as_decode, trace)
+            } else if last {
+                self.forward_batch(&mut sc, segs, Out::Last(&mut logits), as_decode, trace)
+            } else {
+                self.forward_batch(&mut sc, segs, Out::None, as_decode, trace)
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        st.scratch = sc;
+        st.logits = logits;
+        result?;
+        Ok(&st.logits)
+    }
+
+    /// Runs several sequences in one pass: the row-wise work (embedding, norms, every matmul,
+    /// activations, residuals, output head) over the rows of all segments together, so each
+    /// weight is read once for all of them, and RoPE, the KV writes and attention per segment
+    /// against its own cache, as that sequence's own forward pass would. Every row takes
+    /// llama.cpp's one-token arithmetic (as [`State::set_rows_as_decode`]), so a sequence's
+    /// logits do not depend on which others share the pass: a segment of one token gives
+    /// logits bit-identical to [`Model::forward`] of that token alone. Returns the logits of
+    /// the last token of each segment (`segs.len() * n_vocab`, in segment order). At most
+    /// 512 rows in all; on an error no cache has changed.
+    pub fn forward_segments<'b>(
+        &self,
+        batch: &'b mut Batch,
+        segs: &mut [Segment<'_>],
+    ) -> Result<&'b [f32], ModelError> {
+        let n_rows: usize = segs.iter().map(|s| s.tokens.len()).sum();
+        if n_rows > MAX_BATCH {
+            return Err(ModelError::BatchTooLarge {
+                rows: n_rows,
+                max: MAX_BATCH,
+            });
+        }
+        for seg in segs.iter() {
+            self.check_tokens(seg.state, seg.tokens)?;
+            if seg.state.gpu.is_some() {
+                return Err(ModelError::SegmentsOnGpu);
+            }
+        }
+        batch.logits.resize(segs.len() * self.hp.n_vocab, 0.0);
+        let out = Out::Last(&mut batch.logits);
+        self.forward_batch(&mut batch.scratch, segs, out, true, &mut |_, _, _| {})?;
+        Ok(&batch.logits)
+    }
+
+    /// Refuses an empty batch, one that overflows the context, or a token outside the vocabulary.
+    fn check_tokens(&self, st: &State, tokens: &[u32]) -> Result<(), ModelError> {
         let hp = &self.hp;
         if tokens.is_empty() {
             return Err(ModelError::EmptyBatch);
@@ -305,92 +409,71 @@ impl Model<'_> {
                 n_vocab: hp.n_vocab,
             });
         }
-        if let (Some(g), Some(gs)) = (&self.gpu, st.gpu.as_mut()) {
-            g.forward(gs, tokens, all_logits, &mut st.logits)?;
-            return Ok(&st.logits);
-        }
-        let n_out = if all_logits { tokens.len() } else { 1 };
-        let mut logits = std::mem::take(&mut st.logits);
-        logits.resize(n_out * hp.n_vocab, 0.0);
-        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
-        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
-            let last = ci + 1 == n_chunks;
-            let r = if all_logits {
-                let rows = &mut logits[ci * MAX_BATCH * hp.n_vocab..][..chunk.len() * hp.n_vocab];
-                self.forward_batch(st, chunk, Some(rows), true, trace)
-            } else if last {
-                self.forward_batch(st, chunk, Some(&mut logits[..]), false, trace)
-            } else {
-                self.forward_batch(st, chunk, None, false, trace)
-            };
-            if let Err(e) = r {
-                st.logits = logits;
-                return Err(e);
-            }
-        }
-        st.logits = logits;
-        Ok(&st.logits)
+        Ok(())
     }
 
-    /// One batch through every layer. `logits`: where to write the logits of every token
-    /// (`all`) or of the last one, or `None` to skip the output head (a non-final prefill chunk).
+    /// One batch through every layer: the rows of every segment, back to back. `out` says which
+    /// rows reach the output head and where their logits go; `as_decode` rounds every row as a
+    /// one-token batch (see [`State::set_rows_as_decode`]).
     fn forward_batch(
         &self,
-        st: &mut State,
-        tokens: &[u32],
-        logits: Option<&mut [f32]>,
-        all: bool,
+        sc: &mut Scratch,
+        segs: &mut [Segment<'_>],
+        out: Out<'_>,
+        as_decode: bool,
         trace: Trace<'_>,
     ) -> Result<(), ModelError> {
         let hp = &self.hp;
         let w = &self.weights;
         let pool = &self.pool;
-        let as_decode = st.rows_as_decode;
-        let n = tokens.len();
+        let n: usize = segs.iter().map(|s| s.tokens.len()).sum();
         let e = hp.n_embd;
-        let pos0 = st.len();
         let eps = hp.rms_eps;
-        // Cells of this ubatch, per cell group (full-context layers, window layers).
-        let slots = st.kv.place(n)?;
+        // Positions and cells of each segment, claimed for all before anything is computed;
+        // should one cache have no room, the cells already claimed are given back.
+        let pos0: Vec<usize> = segs.iter().map(|s| s.state.len()).collect();
+        let mut slots = Vec::with_capacity(segs.len());
+        for (i, seg) in segs.iter_mut().enumerate() {
+            match seg.state.kv.place(seg.tokens.len()) {
+                Ok(s) => slots.push(s),
+                Err(err) => {
+                    for (s, &p) in segs[..i].iter_mut().zip(&pos0) {
+                        s.state.kv.truncate(p);
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
 
-        let x = sized(&mut st.x, n * e);
-        for (row, &tok) in x.chunks_exact_mut(e).zip(tokens) {
+        let x = sized(&mut sc.x, n * e);
+        let all_tokens = segs.iter().flat_map(|s| s.tokens.iter());
+        for (row, &tok) in x.chunks_exact_mut(e).zip(all_tokens) {
             w.token_embd.dequantize_row(tok as usize, row);
             if let Some(s) = hp.embd_scale {
                 ops::scale_inplace(row, s);
             }
         }
         let freqs = w.rope_freqs.as_deref();
-        rope_table(
-            hp,
-            freqs,
-            hp.rope_freq_base,
-            hp.rope_freq_scale,
-            pos0,
-            n,
-            &mut st.rope_global,
-        );
-        if hp.swa_layers.iter().any(|&s| s) {
-            rope_table(
-                hp,
-                freqs,
-                hp.rope_freq_base_swa,
-                hp.rope_freq_scale_swa,
-                pos0,
-                n,
-                &mut st.rope_swa,
-            );
+        for (seg, &p0) in segs.iter_mut().zip(&pos0) {
+            let st = &mut *seg.state;
+            let nt = seg.tokens.len();
+            let (base, scale) = (hp.rope_freq_base, hp.rope_freq_scale);
+            rope_table(hp, freqs, base, scale, p0, nt, &mut st.rope_global);
+            if hp.swa_layers.iter().any(|&s| s) {
+                let (base, scale) = (hp.rope_freq_base_swa, hp.rope_freq_scale_swa);
+                rope_table(hp, freqs, base, scale, p0, nt, &mut st.rope_swa);
+            }
         }
 
-        let xn = sized(&mut st.xn, n * e);
-        let q = sized(&mut st.q, n * hp.n_q());
-        let k = sized(&mut st.k, n * hp.n_k());
-        let v = sized(&mut st.v, n * hp.n_v());
-        let attn = sized(&mut st.attn, n * hp.n_head * hp.head_dim_v);
-        let proj = sized(&mut st.proj, n * e);
-        let gate = sized(&mut st.gate, n * hp.n_ff);
-        let up = sized(&mut st.up, n * hp.n_ff);
-        let act = &mut st.act;
+        let xn = sized(&mut sc.xn, n * e);
+        let q = sized(&mut sc.q, n * hp.n_q());
+        let k = sized(&mut sc.k, n * hp.n_k());
+        let v = sized(&mut sc.v, n * hp.n_v());
+        let attn = sized(&mut sc.attn, n * hp.n_head * hp.head_dim_v);
+        let proj = sized(&mut sc.proj, n * e);
+        let gate = sized(&mut sc.gate, n * hp.n_ff);
+        let up = sized(&mut sc.up, n * hp.n_ff);
+        let act = &mut sc.act;
 
         for (il, lw) in w.layers.iter().enumerate() {
             let swa = hp.is_swa(il);
@@ -406,42 +489,24 @@ impl Model<'_> {
             trace("Qcur_normed", il, q);
             trace("Kcur_normed", il, k);
             trace("Vcur", il, v);
-            let table = if swa { &st.rope_swa } else { &st.rope_global };
-            for t in 0..n {
-                let cs = &table[t * hp.n_rot..(t + 1) * hp.n_rot];
-                ops::rope(
-                    &mut q[t * hp.n_q()..(t + 1) * hp.n_q()],
-                    hp.head_dim,
-                    hp.n_rot,
-                    hp.rope_style,
-                    cs,
-                );
-                ops::rope(
-                    &mut k[t * hp.n_k()..(t + 1) * hp.n_k()],
-                    hp.head_dim,
-                    hp.n_rot,
-                    hp.rope_style,
-                    cs,
-                );
+            let mut r0 = 0;
+            for seg in segs.iter() {
+                let st = &*seg.state;
+                let table = if swa { &st.rope_swa } else { &st.rope_global };
+                for (t, cs) in table.chunks_exact(hp.n_rot).enumerate() {
+                    let r = r0 + t;
+                    let qr = &mut q[r * hp.n_q()..(r + 1) * hp.n_q()];
+                    ops::rope(qr, hp.head_dim, hp.n_rot, hp.rope_style, cs);
+                    let kr = &mut k[r * hp.n_k()..(r + 1) * hp.n_k()];
+                    ops::rope(kr, hp.head_dim, hp.n_rot, hp.rope_style, cs);
+                }
+                r0 += seg.tokens.len();
             }
             trace("Qcur", il, q);
             trace("Kcur", il, k);
             if hp.attn_scale_on_q {
                 ops::scale_inplace(q, hp.attn_scale);
             }
-            let cache = st.kv.layer_mut(il);
-            let group = cache.group();
-            for (t, &cell) in slots[group].iter().enumerate() {
-                cache.write_k(cell, &k[t * hp.n_k()..(t + 1) * hp.n_k()]);
-                cache.write_v(cell, &v[t * hp.n_v()..(t + 1) * hp.n_v()]);
-            }
-            let cells = st.kv.cells(group);
-            let cache = st.kv.layer(il);
-            let kv = KvView {
-                pos: &cells.positions()[..cells.used_max_p1()],
-                keys: cache.keys(),
-                values: cache.values(),
-            };
             let params = AttnParams {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
@@ -454,14 +519,39 @@ impl Model<'_> {
                 },
                 window: if swa { hp.sliding_window } else { None },
             };
-            if st.flash_attn && flash_attn::supports(&kv) {
-                // llama.cpp's graph sees the used cells padded to 256 (at most the whole cache).
-                let n_kv = cells
-                    .size()
-                    .min(cells.used_max_p1().next_multiple_of(256).max(256));
-                flash_attn::flash_attention(pool, &params, q, &kv, n_kv, pos0, attn, as_decode);
-            } else {
-                attention_cells_rows(pool, &params, q, &kv, pos0, attn, as_decode);
+            // Each segment attends to its own cache only, exactly as in its own forward pass.
+            let mut r0 = 0;
+            for ((seg, seg_slots), &p0) in segs.iter_mut().zip(&slots).zip(&pos0) {
+                let st = &mut *seg.state;
+                let rows = r0..r0 + seg.tokens.len();
+                r0 = rows.end;
+                let cache = st.kv.layer_mut(il);
+                let group = cache.group();
+                for (t, &cell) in seg_slots[group].iter().enumerate() {
+                    let r = rows.start + t;
+                    cache.write_k(cell, &k[r * hp.n_k()..(r + 1) * hp.n_k()]);
+                    cache.write_v(cell, &v[r * hp.n_v()..(r + 1) * hp.n_v()]);
+                }
+                let cells = st.kv.cells(group);
+                let cache = st.kv.layer(il);
+                let kv = KvView {
+                    pos: &cells.positions()[..cells.used_max_p1()],
+                    keys: cache.keys(),
+                    values: cache.values(),
+                };
+                let qs = &q[rows.start * hp.n_q()..rows.end * hp.n_q()];
+                let aw = hp.n_head * hp.head_dim_v;
+                let out = &mut attn[rows.start * aw..rows.end * aw];
+                if st.flash_attn && flash_attn::supports(&kv) {
+                    // llama.cpp's graph sees the used cells padded to 256 (at most the whole
+                    // cache).
+                    let n_kv = cells
+                        .size()
+                        .min(cells.used_max_p1().next_multiple_of(256).max(256));
+                    flash_attn::flash_attention(pool, &params, qs, &kv, n_kv, p0, out, as_decode);
+                } else {
+                    attention_cells_rows(pool, &params, qs, &kv, p0, out, as_decode);
+                }
             }
             trace("kqv_out", il, attn);
             linear(pool, &lw.wo, attn, n, proj, act, as_decode);
@@ -499,16 +589,25 @@ impl Model<'_> {
             trace("l_out", il, x);
         }
 
-        let Some(logits) = logits else {
-            return Ok(());
+        // The rows that reach the output head, normed into consecutive rows of `xn`.
+        let (logits, n_out) = match out {
+            Out::None => return Ok(()),
+            Out::All(l) => {
+                norm_rows(x, &w.output_norm, eps, xn);
+                (l, n)
+            }
+            Out::Last(l) => {
+                let mut end = 0;
+                for (seg, o) in segs.iter().zip(xn.chunks_exact_mut(e)) {
+                    end += seg.tokens.len();
+                    ops::rms_norm(&x[(end - 1) * e..end * e], &w.output_norm, eps, o);
+                }
+                (l, segs.len())
+            }
         };
-        let rows = if all { 0..n } else { n - 1..n };
-        let n_rows = rows.len();
-        let xs = &x[rows.start * e..rows.end * e];
-        let xn = &mut xn[..n_rows * e];
-        norm_rows(xs, &w.output_norm, eps, xn);
+        let xn = &xn[..n_out * e];
         trace("result_norm", hp.n_layer, xn);
-        linear(pool, &w.output, xn, n_rows, logits, act, as_decode);
+        linear(pool, &w.output, xn, n_out, logits, act, as_decode);
         if let Some(cap) = hp.final_logit_softcap {
             ops::softcap_inplace(logits, cap);
         }

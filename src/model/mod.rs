@@ -9,7 +9,7 @@ pub mod hparams;
 pub mod kv_cache;
 pub mod weights;
 
-pub use forward::State;
+pub use forward::{Batch, Segment, State};
 pub use hparams::Hparams;
 
 use crate::cpu::Pool;
@@ -74,6 +74,10 @@ pub enum ModelError {
     },
     #[error("forward called with no tokens")]
     EmptyBatch,
+    #[error("{rows} rows in one multi-sequence forward pass, more than its {max}")]
+    BatchTooLarge { rows: usize, max: usize },
+    #[error("several sequences in one forward pass run on the CPU only")]
+    SegmentsOnGpu,
     #[error("n_ctx must be at least 1")]
     ZeroContext,
     #[error(transparent)]
