@@ -1,21 +1,27 @@
 //! `infer batch [MODEL]`: many prompts, one model load. Reads stdin, one prompt per line: plain
 //! text, or a JSON object with `prompt` and optional `id`, `n_predict`, `temp` and `seed`.
-//! Writes one JSON object per prompt to stdout, in input order, as each finishes. A line that
-//! cannot be read or run gets an error record and the job goes on; the exit code is 1 when any
-//! line failed. Prompts that share a prefix with the one before reuse its KV cache.
+//! Writes one JSON object per prompt to stdout, in input order (a finished record waits for the
+//! ones before it) or, with `--unordered`, as each finishes. A line that cannot be read or run
+//! gets an error record and the job goes on; the exit code is 1 when any line failed.
+//!
+//! Up to `--parallel` prompts run at once through `engine::batch` (continuous batching). Every
+//! prompt is evaluated from an empty cache as `infer run` evaluates it, and decoded in rows that
+//! round as if decoded alone, so each completion equals `infer run`'s for the same settings and
+//! does not depend on `--parallel` or on the other prompts.
 
 use super::chat::{seed_or_random, SamplingArgs};
 use super::common;
 use crate::chat::{ChatTemplate, Message, Role};
-use crate::engine::{per_second, Engine, GenOptions};
-use crate::sample::Sampler;
+use crate::engine::batch::{Completion, Request, Scheduler};
+use crate::engine::{per_second, GenOptions};
 use crate::ui::{self, progress};
 use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const EXAMPLES: &str = "Examples:
@@ -63,7 +69,24 @@ pub struct Args {
     /// Treat special-token spellings in prompts (e.g. `<start_of_turn>`) as plain text.
     #[arg(long = "no-parse-special")]
     pub no_parse_special: bool,
+    /// Sequences decoded together (continuous batching: a finished one's slot takes the next
+    /// prompt). Each has its own KV cache of -c positions. Results do not depend on N.
+    #[arg(long, default_value_t = DEFAULT_PARALLEL, value_name = "N")]
+    pub parallel: usize,
+    /// Print each record as soon as its prompt finishes, not in input order.
+    #[arg(long)]
+    pub unordered: bool,
+    /// Also print the KV cache size of all slots.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
+
+/// `--parallel` by default. On a CPU, decoding one sequence is bound by reading every weight
+/// for one token; eight rows per read share that cost eight ways while the products stay cheap
+/// next to it (beyond ~8, the 262144-row output head of models like Gemma 3 makes each step
+/// compute-bound and longer for every sequence). Eight caches at -c 4096 of Gemma 3 270M take
+/// about 220 MiB.
+const DEFAULT_PARALLEL: usize = 8;
 
 /// A JSON Lines input record. Unknown fields are refused, so a misspelt option is an error
 /// rather than silently ignored.
@@ -113,6 +136,9 @@ fn parse_line(line_no: usize, text: &str, plain: bool) -> Job {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
     let path = common::resolve_model(args.model.as_deref())?;
     let mut jobs = Vec::new();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
@@ -138,73 +164,96 @@ pub fn run(args: Args) -> Result<()> {
     };
     loading.finish_and_clear();
     let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
-    let mut engine = Engine::new(&model, &tok, n_ctx)?;
+    // No more slots than prompts: each slot's cache is allocated up front.
+    let n_parallel = args.parallel.min(jobs.len().max(1));
+    let mut sched = Scheduler::new(&model, &tok, n_ctx, n_parallel)?;
+    if args.verbose {
+        let bytes = sched.cache_bytes();
+        eprintln!(
+            "kv cache: {n_parallel} slots x {n_ctx} positions (-c) = {:.1} MiB ({bytes} bytes)",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
     let interrupt = ui::interrupt::watch_ctrl_c();
 
     let t0 = Instant::now();
     let bar = progress::bar(jobs.len() as u64, "prompts");
-    let mut out = std::io::stdout().lock();
-    let mut failed = 0usize;
+    let mut out = Output {
+        records: jobs.iter().map(|_| None).collect(),
+        next: 0,
+        unordered: args.unordered,
+        failed: 0,
+        stdout: std::io::stdout().lock(),
+        bar: &bar,
+    };
+    let mut ids = Vec::with_capacity(jobs.len());
     let mut warned = false;
-    for job in &jobs {
-        if interrupt.load(Ordering::Relaxed) {
-            break;
-        }
+    for (index, job) in jobs.iter().enumerate() {
         let default_id = json!(job.line_no);
-        let record = match &job.parsed {
-            Err((id, why)) => Err((id.clone().unwrap_or(default_id), why.clone())),
-            Ok(l) => {
-                let id = l.id.clone().unwrap_or(default_id);
-                let tokens = match &template {
-                    Some(t) => {
-                        let mut msgs = Vec::new();
-                        if let Some(s) = &args.system {
-                            msgs.push(Message::new(Role::System, s.clone()));
-                        }
-                        msgs.push(Message::new(Role::User, l.prompt.clone()));
-                        let (tokens, warning) = t.tokens(&tok, &msgs, true);
-                        if let (Some(w), false) = (warning, warned) {
-                            ui::warn(&w);
-                            warned = true;
-                        }
-                        tokens
-                    }
-                    None => tok.encode(&l.prompt, true, !args.no_parse_special),
-                };
-                complete(&mut engine, &args, l, &tokens, interrupt)
-                    .map(|v| with_id(id.clone(), v))
-                    .map_err(|e| (id, e))
+        let l = match &job.parsed {
+            Err((id, why)) => {
+                let id = id.clone().unwrap_or(default_id);
+                ids.push(id.clone());
+                out.put(index, Err((id, why.clone())), job.line_no)?;
+                continue;
             }
+            Ok(l) => l,
         };
-        // A prompt cut short by Ctrl-C gets no record: the output holds only finished ones.
+        ids.push(l.id.clone().unwrap_or(default_id));
+        let tokens = match &template {
+            Some(t) => {
+                let mut msgs = Vec::new();
+                if let Some(s) = &args.system {
+                    msgs.push(Message::new(Role::System, s.clone()));
+                }
+                msgs.push(Message::new(Role::User, l.prompt.clone()));
+                let (tokens, warning) = t.tokens(&tok, &msgs, true);
+                if let (Some(w), false) = (warning, warned) {
+                    ui::warn(&w);
+                    warned = true;
+                }
+                tokens
+            }
+            None => tok.encode(&l.prompt, true, !args.no_parse_special),
+        };
+        sched.submit(index, request(&args, l, tokens));
+    }
+    while !sched.is_idle() {
+        // Sequences cut short by Ctrl-C get no record: the output holds only finished ones.
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        let value = match record {
-            Ok(v) => v,
-            Err((id, why)) => {
-                failed += 1;
-                json!({ "id": id, "line": job.line_no, "error": why })
-            }
-        };
-        // Serialised first so that a closed stdout surfaces as the io::Error main recognises
-        // (serde_json's writer error hides it).
-        let mut line = serde_json::to_string(&value)?;
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
-        out.flush()?;
-        bar.inc(1);
+        for (index, result) in sched.step()? {
+            let id = ids[index].clone();
+            let record = result
+                .map(|c| with_id(id.clone(), record(&c)))
+                .map_err(|e| (id, e.to_string()));
+            out.put(index, record, jobs[index].line_no)?;
+        }
     }
     bar.finish_and_clear();
+    let failed = out.failed;
     drop(out);
     if interrupt.load(Ordering::Relaxed) {
         return Err(ui::interrupt::Interrupted.into());
     }
+    let st = sched.stats();
     ui::note(&format!(
-        "{} prompts in {:.2} s, model loaded once ({} failed)",
+        "{} prompts in {:.2} s, model loaded once ({} failed); --parallel {}: decode {} tokens \
+         in {:.2} s = {:.2} t/s aggregate ({} steps, up to {} sequences each), prompts {} tokens \
+         in {:.2} s = {:.2} t/s",
         jobs.len(),
         t0.elapsed().as_secs_f64(),
-        failed
+        failed,
+        n_parallel,
+        st.n_decoded,
+        st.t_decode.as_secs_f64(),
+        per_second(st.n_decoded, st.t_decode),
+        st.n_steps,
+        st.max_rows,
+        st.n_prompt,
+        st.t_prompt.as_secs_f64(),
+        per_second(st.n_prompt, st.t_prompt),
     ));
     if failed > 0 {
         bail!(
@@ -213,6 +262,55 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where records go: straight to stdout with `--unordered`, else held until every earlier
+/// line's record is out.
+struct Output<'b> {
+    records: Vec<Option<Value>>,
+    /// The first line whose record has not been printed (input order).
+    next: usize,
+    unordered: bool,
+    failed: usize,
+    stdout: std::io::StdoutLock<'static>,
+    bar: &'b ProgressBar,
+}
+
+impl Output<'_> {
+    fn put(
+        &mut self,
+        index: usize,
+        record: std::result::Result<Value, (Value, String)>,
+        line_no: usize,
+    ) -> Result<()> {
+        let value = match record {
+            Ok(v) => v,
+            Err((id, why)) => {
+                self.failed += 1;
+                json!({ "id": id, "line": line_no, "error": why })
+            }
+        };
+        if self.unordered {
+            return self.print(&value);
+        }
+        self.records[index] = Some(value);
+        while let Some(v) = self.records.get_mut(self.next).and_then(Option::take) {
+            self.print(&v)?;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn print(&mut self, value: &Value) -> Result<()> {
+        // Serialised first so that a closed stdout surfaces as the io::Error main recognises
+        // (serde_json's writer error hides it).
+        let mut line = serde_json::to_string(value)?;
+        line.push('\n');
+        self.stdout.write_all(line.as_bytes())?;
+        self.stdout.flush()?;
+        self.bar.inc(1);
+        Ok(())
+    }
 }
 
 fn with_id(id: Value, mut v: Value) -> Value {
@@ -226,14 +324,9 @@ fn with_id(id: Value, mut v: Value) -> Value {
     v
 }
 
-/// Runs one prompt; an error is returned as text for the error record.
-fn complete(
-    engine: &mut Engine,
-    args: &Args,
-    l: &Line,
-    tokens: &[u32],
-    interrupt: &AtomicBool,
-) -> std::result::Result<Value, String> {
+/// The request of a line: its tokens, and the sampling and limits of the command line with the
+/// line's own `temp`, `seed` and `n_predict` over them.
+fn request(args: &Args, l: &Line, tokens: Vec<u32>) -> Request {
     let mut params = args.sampling.params();
     if let Some(t) = l.temp {
         params.temp = t;
@@ -242,35 +335,30 @@ fn complete(
         params.seed = seed_or_random(s);
     }
     let n_predict = l.n_predict.unwrap_or(args.n_predict);
-    let opts = GenOptions {
-        n_predict: usize::try_from(n_predict).ok(),
-        stops: args.stop.clone(),
-    };
-    let mut sampler = Sampler::new(params);
-    // Every prompt is evaluated from the start, as `infer run` evaluates it: reusing a prefix
-    // shared with the previous prompt would split the prompt into other batches, which round
-    // differently (llama.cpp's kernels do too), so the completion would depend on its neighbour.
-    engine.clear();
-    let gen = engine
-        .generate(
-            tokens,
-            &mut sampler,
-            &opts,
-            Some(interrupt),
-            &mut |_, _| {},
-            &mut |_| Ok(()),
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(json!({
-        "completion": gen.text,
-        "tokens_prompt": gen.n_prompt,
-        "tokens_cached": gen.n_prompt - gen.n_prefilled,
-        "tokens_generated": gen.n_generated(),
-        "end": gen.end.as_str(),
-        "prompt_ms": round2(gen.t_prompt.as_secs_f64() * 1e3),
-        "generation_ms": round2(gen.t_gen.as_secs_f64() * 1e3),
-        "tokens_per_second": round2(per_second(gen.n_generated(), gen.t_gen)),
-    }))
+    Request {
+        prompt: tokens,
+        params,
+        opts: GenOptions {
+            n_predict: usize::try_from(n_predict).ok(),
+            stops: args.stop.clone(),
+        },
+    }
+}
+
+/// The output record of a completion (without its id). Every prompt is evaluated from the
+/// start, as `infer run` evaluates it, so `tokens_cached` is 0: reusing a prefix shared with
+/// another prompt would split the prompt into other batches, which round differently.
+fn record(c: &Completion) -> Value {
+    json!({
+        "completion": c.text,
+        "tokens_prompt": c.n_prompt,
+        "tokens_cached": 0,
+        "tokens_generated": c.tokens.len(),
+        "end": c.end.as_str(),
+        "prompt_ms": round2(c.t_prompt.as_secs_f64() * 1e3),
+        "generation_ms": round2(c.t_gen.as_secs_f64() * 1e3),
+        "tokens_per_second": round2(per_second(c.tokens.len(), c.t_gen)),
+    })
 }
 
 fn round2(x: f64) -> f64 {

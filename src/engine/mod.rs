@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of terminals, templates or JSON: those belong to `cli` and `chat`.
 
+pub mod batch;
 mod text;
 
 pub use text::TextOut;
