@@ -1,6 +1,9 @@
-//! `infer bench MODEL [-p 512] [-n 128] [-t N] [-r REPS] [--json] [--profile]`: prefill (pp) and
-//! decode (tg) speed measured the way llama.cpp's llama-bench measures it, so the two can be put
-//! side by side (scripts/bench-vs-llama.sh does).
+//! `infer bench MODEL [-p 512] [-n 128] [-d 0] [-t N] [-r REPS] [--parallel N] [--json]
+//! [--profile]`: prefill (pp) and decode (tg) speed measured the way llama.cpp's llama-bench
+//! measures it, so the two can be put side by side (scripts/bench-vs-llama.sh does).
+//! `--parallel N` runs N sequences per test and reports their aggregate rate, decoding them in
+//! shared passes as `infer batch --parallel N` does (compare llama-batched-bench's S_TG;
+//! scripts/bench-batch.sh does).
 //!
 //! As llama-bench (tools/llama-bench/llama-bench.cpp): one warm-up run per test (the whole prompt
 //! for pp, one token for tg), then `REPS` timed runs, each from an empty KV cache. pp decodes
@@ -16,7 +19,7 @@
 
 use super::common;
 use crate::gguf::GgufFile;
-use crate::model::Model;
+use crate::model::{Batch, Model, Segment, State};
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -52,6 +55,14 @@ pub struct Args {
     /// Seed of the random prompt and decode tokens.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Sequences per test: tg decodes N sequences together (one row each per step, as `infer
+    /// batch --parallel N` does) and reports their aggregate tokens/s; pp evaluates N prompts,
+    /// one after the other.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub parallel: usize,
+    /// Tokens already in each sequence's cache before a test (untimed), as llama-bench's -d.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub n_depth: usize,
 }
 
 /// What the model costs per token, from its tensor table.
@@ -185,13 +196,28 @@ struct TestResult {
     name: String,
     n_prompt: usize,
     n_gen: usize,
+    n_depth: usize,
+    /// Sequences run per sample; the rate counts the tokens of all of them.
+    n_parallel: usize,
     samples_ns: Vec<u64>,
     test_time: String,
 }
 
+/// llama-bench's test name (`tg128`, `pp512 @ d64`), with ` x8` for eight sequences.
+fn test_name(kind: &str, n: usize, depth: usize, n_parallel: usize) -> String {
+    let mut name = format!("{kind}{n}");
+    if depth > 0 {
+        name.push_str(&format!(" @ d{depth}"));
+    }
+    if n_parallel > 1 {
+        name.push_str(&format!(" x{n_parallel}"));
+    }
+    name
+}
+
 impl TestResult {
     fn n_tokens(&self) -> usize {
-        self.n_prompt + self.n_gen
+        self.n_parallel * (self.n_prompt + self.n_gen)
     }
 
     fn samples_ts(&self) -> Vec<f64> {
@@ -263,63 +289,114 @@ pub fn run(args: Args) -> Result<()> {
         }
         eprintln!("device: {g}");
     }
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    if args.parallel > 1 && model.gpu().is_some() {
+        bail!("--parallel runs several sequences in one pass on the CPU only (--device cpu)");
+    }
     let n_vocab = model.hparams().n_vocab;
     let bos = tok.bos().filter(|_| tok.add_bos());
     let cost = model_cost(&file);
     let desc = model_desc(&file, cost.n_params)?;
-    let n_ctx = args.n_prompt.max(args.n_gen + 1).max(1);
-    let mut st = model.new_state(n_ctx)?;
+    let n_par = args.parallel;
+    let n_ctx = args.n_depth + args.n_prompt.max(args.n_gen + 1).max(1);
+    let mut states = (0..n_par)
+        .map(|_| model.new_state(n_ctx))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rng = Lcg(args.seed);
+    let random = |rng: &mut Lcg, n: usize, bos_first: bool| -> Vec<u32> {
+        (0..n)
+            .map(|i| match bos {
+                Some(b) if i == 0 && bos_first => b,
+                _ => rng.below(n_vocab),
+            })
+            .collect()
+    };
+    // Every sequence starts from an empty cache, filled to the depth untimed (BOS first).
+    let depth = |states: &mut [State], rng: &mut Lcg| -> Result<()> {
+        for st in states.iter_mut() {
+            st.truncate(0);
+            if args.n_depth > 0 {
+                model.forward(st, &random(rng, args.n_depth, true), false)?;
+            }
+        }
+        Ok(())
+    };
 
     let mut results = Vec::new();
     if args.n_prompt > 0 {
-        let prompt = |rng: &mut Lcg| -> Vec<u32> {
-            (0..args.n_prompt)
-                .map(|i| match bos {
-                    Some(b) if i == 0 => b,
-                    _ => rng.below(n_vocab),
-                })
-                .collect()
-        };
-        let warm = prompt(&mut rng);
-        model.forward(&mut st, &warm, false)?;
+        let bos_first = args.n_depth == 0;
+        depth(&mut states, &mut rng)?;
+        let warm = random(&mut rng, args.n_prompt, bos_first);
+        model.forward(&mut states[0], &warm, false)?;
         let test_time = now_iso();
         let mut samples_ns = Vec::new();
         for _ in 0..args.reps {
-            let tokens = prompt(&mut rng);
-            st.truncate(0);
+            depth(&mut states, &mut rng)?;
+            let prompts: Vec<_> = (0..n_par)
+                .map(|_| random(&mut rng, args.n_prompt, bos_first))
+                .collect();
             let t0 = Instant::now();
-            model.forward(&mut st, &tokens, false)?;
+            for (st, tokens) in states.iter_mut().zip(&prompts) {
+                model.forward(st, tokens, false)?;
+            }
             samples_ns.push(t0.elapsed().as_nanos() as u64);
         }
         results.push(TestResult {
-            name: format!("pp{}", args.n_prompt),
+            name: test_name("pp", args.n_prompt, args.n_depth, n_par),
             n_prompt: args.n_prompt,
             n_gen: 0,
+            n_depth: args.n_depth,
+            n_parallel: n_par,
             samples_ns,
             test_time,
         });
     }
     if args.n_gen > 0 {
-        let first = bos.unwrap_or_else(|| rng.below(n_vocab));
-        st.truncate(0);
-        model.forward(&mut st, &[first], false)?;
+        let first = if args.n_depth == 0 {
+            bos.unwrap_or_else(|| rng.below(n_vocab))
+        } else {
+            rng.below(n_vocab)
+        };
+        let mut batch = Batch::new();
+        // One step of every sequence: a single sequence runs its own forward pass (plain
+        // decoding), several share one pass, as `infer batch` runs them.
+        let mut step = |states: &mut [State], toks: &[[u32; 1]]| -> Result<()> {
+            if let [st] = states {
+                model.forward(st, &toks[0], false)?;
+            } else {
+                let mut segs: Vec<Segment> = states
+                    .iter_mut()
+                    .zip(toks)
+                    .map(|(state, tokens)| Segment { state, tokens })
+                    .collect();
+                model.forward_segments(&mut batch, &mut segs)?;
+            }
+            Ok(())
+        };
+        depth(&mut states, &mut rng)?;
+        step(&mut states, &vec![[first]; n_par])?;
         let test_time = now_iso();
         let mut samples_ns = Vec::new();
         for _ in 0..args.reps {
-            st.truncate(0);
-            let mut t = first;
+            depth(&mut states, &mut rng)?;
+            let mut toks = vec![[first]; n_par];
             let t0 = Instant::now();
             for _ in 0..args.n_gen {
-                model.forward(&mut st, &[t], false)?;
-                t = rng.below(n_vocab);
+                step(&mut states, &toks)?;
+                for t in &mut toks {
+                    *t = [rng.below(n_vocab)];
+                }
             }
             samples_ns.push(t0.elapsed().as_nanos() as u64);
         }
         results.push(TestResult {
-            name: format!("tg{}", args.n_gen),
+            name: test_name("tg", args.n_gen, args.n_depth, n_par),
             n_prompt: 0,
             n_gen: args.n_gen,
+            n_depth: args.n_depth,
+            n_parallel: n_par,
             samples_ns,
             test_time,
         });
@@ -385,7 +462,10 @@ fn json_object(
         "no_op_offload": 0,
         "n_prompt": r.n_prompt,
         "n_gen": r.n_gen,
-        "n_depth": 0,
+        "n_depth": r.n_depth,
+        // Not a llama-bench field (readers of its JSON ignore it): the sequences whose tokens
+        // the rates count, as llama-batched-bench's `pl`.
+        "n_parallel": r.n_parallel,
         "test_time": r.test_time,
         "avg_ns": avg_ns.round() as u64,
         "stddev_ns": sd_ns.round() as u64,
@@ -398,18 +478,19 @@ fn json_object(
 
 fn print_table(results: &[TestResult], desc: &str, cost: &ModelCost, threads: usize) {
     println!(
-        "| {:<30} | {:>10} | {:>10} | {:>7} | {:>7} | {:>20} | {:>24} |",
+        "| {:<30} | {:>10} | {:>10} | {:>7} | {:>15} | {:>20} | {:>24} |",
         "model", "size", "params", "threads", "test", "t/s", "bound"
     );
     println!(
-        "| {:-<30} | {:->10} | {:->10} | {:->7} | {:->7} | {:->20} | {:->24} |",
+        "| {:-<30} | {:->10} | {:->10} | {:->7} | {:->15} | {:->20} | {:->24} |",
         "", "", "", "", "", "", ""
     );
     for r in results {
         let (ts, sd) = mean_sd(&r.samples_ts());
         let bound = if r.n_gen > 0 {
-            // Every decode step streams the weights once.
-            format!("memory {:.1} GB/s", ts * cost.decode_bytes as f64 / 1e9)
+            // Every decode step streams the weights once, for all its sequences.
+            let steps = ts / r.n_parallel as f64;
+            format!("memory {:.1} GB/s", steps * cost.decode_bytes as f64 / 1e9)
         } else {
             format!(
                 "compute {:.1} GFLOP/s",
@@ -417,7 +498,7 @@ fn print_table(results: &[TestResult], desc: &str, cost: &ModelCost, threads: us
             )
         };
         println!(
-            "| {:<30} | {:>6.2} MiB | {:>8.2} M | {:>7} | {:>7} | {:>20} | {:>24} |",
+            "| {:<30} | {:>6.2} MiB | {:>8.2} M | {:>7} | {:>15} | {:>20} | {:>24} |",
             desc,
             cost.size as f64 / (1024.0 * 1024.0),
             cost.n_params as f64 / 1e6,
