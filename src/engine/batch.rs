@@ -259,32 +259,28 @@ impl<'m, 'g> Scheduler<'m, 'g> {
         }
 
         // Finished sequences leave in admission order; their slots are emptied for reuse.
-        let mut i = 0;
         let mut kept = Vec::with_capacity(self.running.len());
-        for seq in self.running.drain(..) {
-            match ended[i].take() {
-                None => kept.push(seq),
-                Some(result) => {
-                    let mut seq = seq;
-                    seq.state.truncate(0);
-                    let completion = result.map(|end| {
-                        if end != End::Stop {
-                            seq.text.push_str(&seq.out.finish());
-                        }
-                        Completion {
-                            text: std::mem::take(&mut seq.text),
-                            tokens: std::mem::take(&mut seq.tokens),
-                            n_prompt: seq.prompt.len(),
-                            end,
-                            t_prompt: seq.t_prompt,
-                            t_gen: seq.t0.elapsed().saturating_sub(seq.t_prompt),
-                        }
-                    });
-                    finished.push((seq.index, completion));
-                    self.free.push(seq.state);
+        for (mut seq, end) in self.running.drain(..).zip(ended) {
+            let Some(result) = end else {
+                kept.push(seq);
+                continue;
+            };
+            seq.state.truncate(0);
+            let completion = result.map(|end| {
+                if end != End::Stop {
+                    seq.text.push_str(&seq.out.finish());
                 }
-            }
-            i += 1;
+                Completion {
+                    text: std::mem::take(&mut seq.text),
+                    tokens: std::mem::take(&mut seq.tokens),
+                    n_prompt: seq.prompt.len(),
+                    end,
+                    t_prompt: seq.t_prompt,
+                    t_gen: seq.t0.elapsed().saturating_sub(seq.t_prompt),
+                }
+            });
+            finished.push((seq.index, completion));
+            self.free.push(seq.state);
         }
         self.running = kept;
         Ok(finished)
