@@ -1,5 +1,6 @@
 //! Ctrl-C (SIGINT) outside the chat REPL ends `infer batch` and `infer run` with exit code 130;
-//! batch stops after the prompt in progress and leaves only whole JSON records on stdout.
+//! batch stops after the step in progress (prompts run --parallel at once) and leaves only whole
+//! JSON records on stdout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

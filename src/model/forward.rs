@@ -1,7 +1,9 @@
 //! THE forward pass: one pre-norm decoder for every supported architecture, parameterised by the
 //! flags in `Hparams` (RoPE pairing and bases, Q/K norms, post-norms, gate activation, embedding
 //! scale, sliding-window layers, logit soft-cap). A batch of tokens runs through each weight once
-//! (batched matmul for prefill, matvec for one token); the KV cache grows by the batch.
+//! (batched matmul for prefill, matvec for one token); the KV cache grows by the batch. A batch
+//! may hold several sequences (segments, each with its own `State`): row-wise steps run over all
+//! their rows at once, RoPE, the cache writes and attention per segment (continuous batching).
 //!
 //! Per layer, with x the residual stream of the batch:
 //!   h = rms_norm(x) * attn_norm
