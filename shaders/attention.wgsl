@@ -1,16 +1,27 @@
 // Causal attention of n_tok query rows (positions pos0..pos0+n_tok) over the cached keys and values
 // ([position][kv_head][dim], f16-rounded as the cache stores them), with GQA and an optional sliding
-// window, in crate::cpu::attention's arithmetic: q rounded to f16, scores scaled, softmax, weights
-// rounded to f16 before the weighted sum of values.
+// window, in the arithmetic and float order of crate::cpu::attention (llama.cpp's unfused path):
+//   q rounded to f16; scores: for one query row (`single`), ggml_vec_dot_f16's 32 FMA lanes over
+//   the dims (lane i % 32) and its reduction; for a batch, 8 FMA lanes and hsum8; times `scale`.
+//   softmax: ggml's expf of (score - max), summed per group of 8 cells (cell / 8) with hsum8 and
+//   the group sums added in f64 (here a double-f32 sum), weights = e * f32(1 / sum).
+//   values: weights rounded to f16, then per output dim FMA lanes over the cells (lane cell % 32
+//   for one row, cell % 8 for a batch), reduced as the scores are.
+// Cells are positions here (the GPU cache is linear), as in the CPU cache until it wraps.
+// The CPU's FMA steps over scores and values multiply two f16 values (q and k, or a value and an
+// f16-rounded weight), whose product is exact in f32: a multiply and an add round the same, fused
+// or not. ggml's expf takes fma_x (common/fma.wgsl).
 //
-// One workgroup per (token, head), in two passes over the visible keys so that no buffer grows
-// with the context: pass 1 finds the softmax maximum and denominator (an online sum per
-// invocation, combined across the workgroup); pass 2 walks the keys in tiles of WG, each
-// invocation turning one score into its f16-rounded weight in workgroup memory, then every
-// invocation adds the tile's weighted values into the output dims it owns (up to 8 per invocation:
-// head_dim_v <= 512, checked by the host).
+// One workgroup of 64 per (token, head); no buffer grows with the context: pass 1 finds the
+// maximum score, pass 2 the softmax sum (tiles of 64 cells aligned to 64, so that groups of 8
+// cells are whole), pass 3 the weighted values, each recomputing the scores. Each invocation owns
+// up to 4 output dims (head_dim_v <= 256) and q is shared in workgroup memory (head_dim <= 512),
+// both checked by the host.
 #include "common/reduce.wgsl"
 #include "common/round_f16.wgsl"
+#include "common/exact.wgsl"
+#include "common/lanes.wgsl"
+#include "common/fma.wgsl"
 
 struct Params {
     n_head: u32,
@@ -21,28 +32,88 @@ struct Params {
     pos0: u32,
     window: u32,     // 0: none; else a query at p sees keys j with p - j < window
     scale: f32,
+    single: u32,     // 1: one query row (the CPU's decode order)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// A zero the compiler cannot see (common/exact.wgsl, common/fma_soft.wgsl).
+fn opaque_zero() -> u32 {
+    return p._p0;
+}
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+var<workgroup> qh: array<f32, 512>;
 var<workgroup> wts: array<f32, 64>;
+var<workgroup> total: vec2<f32>;
 
-fn score(qo: u32, ko: u32) -> f32 {
-    var d = 0.0;
-    for (var i = 0u; i < p.head_dim; i = i + 1u) {
-        d = d + round_f16(q[qo + i]) * k[ko + i];
+// ggml-cpu's vectorised expf (crate::cpu::ops::ggml_expf), FMA for FMA.
+fn ggml_expf(x: f32) -> f32 {
+    let r = 12582912.0;
+    let z = fma_x(x, bitcast<f32>(0x3FB8AA3Bu), r);
+    let n = z - r;
+    let b = fma_x(-n, bitcast<f32>(0x35BFBE8Eu), fma_x(-n, bitcast<f32>(0x3F317200u), x));
+    let e = bitcast<u32>(z) << 23u;
+    let kk = bitcast<f32>(e + 0x3F800000u);
+    let u = b * b;
+    let j = fma_x(
+        fma_x(fma_x(bitcast<f32>(0x3C072010u), b, bitcast<f32>(0x3D2B9F17u)), u,
+            fma_x(bitcast<f32>(0x3E2AAF33u), b, bitcast<f32>(0x3EFFFEDBu))),
+        u, bitcast<f32>(0x3F7FFFF6u) * b);
+    if (abs(n) <= 126.0) {
+        return fma_x(j, kk, kk);
     }
-    return d * p.scale;
+    var g = 0u;
+    if (n <= 0.0) {
+        g = 0x82000000u;
+    }
+    let s1 = bitcast<f32>(g + 0x7F000000u);
+    let s2 = bitcast<f32>(e - g);
+    if (abs(n) > 192.0) {
+        return s1 * s1;
+    }
+    return fma_x(s2, j, s2) * s1;
+}
+
+fn score(ko: u32) -> f32 {
+    let hd = p.head_dim;
+    if (p.single != 0u) {
+        // crate::cpu::ggml_order::vec_dot_f16_order(k, q): 32 lanes, the tail summed in f64.
+        var l: array<f32, 32>;
+        let np = hd & ~31u;
+        for (var i = 0u; i < np; i = i + 1u) {
+            l[i & 31u] = k[ko + i] * qh[i] + l[i & 31u];
+        }
+        var s = vec2<f32>(reduce32(l), 0.0);
+        for (var i = np; i < hd; i = i + 1u) {
+            s = dd_add(s, vec2<f32>(k[ko + i] * qh[i], 0.0));
+        }
+        return (s.x + s.y) * p.scale;
+    }
+    // crate::cpu::attention::dot_lanes(q, k): 8 lanes, a sequential FMA tail.
+    var a: array<f32, 8>;
+    let np = hd & ~7u;
+    for (var i = 0u; i < np; i = i + 1u) {
+        a[i & 7u] = qh[i] * k[ko + i] + a[i & 7u];
+    }
+    var tail = 0.0;
+    for (var i = np; i < hd; i = i + 1u) {
+        tail = qh[i] * k[ko + i] + tail;
+    }
+    return (hsum8(a) + tail) * p.scale;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let row = wid.x + wid.y * nwg.x;
+    // Uniform per workgroup: every invocation returns or none does (barriers follow).
     if (row >= p.n_tok * p.n_head) {
         return;
     }
@@ -54,56 +125,103 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.window != 0u && pos + 1u > p.window) {
         start = pos + 1u - p.window;
     }
-    let n = pos + 1u - start;
-    let qo = row * p.head_dim;
+    let end = pos + 1u;
     let ks = p.n_head_kv * p.head_dim;
     let vs = p.n_head_kv * p.head_dim_v;
     let k0 = kvh * p.head_dim;
     let v0 = kvh * p.head_dim_v;
+    let qo = row * p.head_dim;
+    for (var i = lid; i < p.head_dim; i = i + WG) {
+        qh[i] = round_f16(q[qo + i]);
+    }
+    workgroupBarrier();
 
-    // Pass 1: running max and sum of exp(s - max) per invocation.
+    // Pass 1: the largest score.
     var m = -3.4028235e38;
-    var sum = 0.0;
-    for (var j = lid; j < n; j = j + WG) {
-        let s = score(qo, (start + j) * ks + k0);
-        if (s > m) {
-            sum = sum * exp(m - s) + 1.0;
-            m = s;
-        } else {
-            sum = sum + exp(s - m);
-        }
+    for (var c = start + lid; c < end; c = c + WG) {
+        m = max(m, score(c * ks + k0));
     }
     let mx = wg_max(lid, m);
-    let inv = 1.0 / wg_sum(lid, sum * exp(m - mx));
 
-    // Pass 2: tiles of WG keys.
-    var acc: array<f32, 8>;
-    for (var j0 = 0u; j0 < n; j0 = j0 + WG) {
-        let j = j0 + lid;
+    // Pass 2: the sum of exponentials, group by group of 8 cells, in cell order.
+    let tile_start = start & ~63u;
+    var sum = vec2<f32>(0.0, 0.0);
+    for (var c0 = tile_start; c0 < end; c0 = c0 + WG) {
+        let c = c0 + lid;
+        var e = 0.0;
+        if (c >= start && c < end) {
+            e = ggml_expf(score(c * ks + k0) - mx);
+        }
+        wts[lid] = e;
+        workgroupBarrier();
+        if (lid == 0u) {
+            for (var g = 0u; g < 8u; g = g + 1u) {
+                var l: array<f32, 8>;
+                for (var i = 0u; i < 8u; i = i + 1u) {
+                    l[i] = wts[8u * g + i];
+                }
+                sum = dd_add(sum, vec2<f32>(hsum8(l), 0.0));
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        total = sum;
+    }
+    workgroupBarrier();
+    // f32(1 / (hi + lo)): the correctly rounded 1 / hi, corrected by its exact residual and lo.
+    let hi = total.x;
+    let lo = total.y;
+    let q0 = div_exact(1.0, hi);
+    let xs = split(q0);
+    let ys = split(hi);
+    let res = (((1.0 - xs.x * ys.x) - xs.x * ys.y) - xs.y * ys.x) - xs.y * ys.y;
+    let inv = q0 + (res - q0 * lo) * q0;
+
+    // Pass 3: weighted values.
+    var nl = 8u;
+    if (p.single != 0u) {
+        nl = 32u;
+    }
+    var acc: array<f32, 128>;
+    for (var c0 = tile_start; c0 < end; c0 = c0 + WG) {
+        let c = c0 + lid;
         var w = 0.0;
-        if (j < n) {
-            w = round_f16(exp(score(qo, (start + j) * ks + k0) - mx) * inv);
+        if (c >= start && c < end) {
+            w = round_f16(ggml_expf(score(c * ks + k0) - mx) * inv);
         }
         wts[lid] = w;
         workgroupBarrier();
-        let nt = min(WG, n - j0);
-        for (var c = 0u; c < 8u; c = c + 1u) {
-            let d = lid + c * WG;
+        let j0 = max(c0, start);
+        let j1 = min(c0 + WG, end);
+        for (var dm = 0u; dm < 4u; dm = dm + 1u) {
+            let d = lid + dm * WG;
             if (d < p.head_dim_v) {
-                var a = acc[c];
-                for (var jj = 0u; jj < nt; jj = jj + 1u) {
-                    a = a + wts[jj] * v[(start + j0 + jj) * vs + v0 + d];
+                for (var j = j0; j < j1; j = j + 1u) {
+                    let li = dm * 32u + (j % nl);
+                    acc[li] = v[j * vs + v0 + d] * wts[j - c0] + acc[li];
                 }
-                acc[c] = a;
             }
         }
         workgroupBarrier();
     }
     let oo = row * p.head_dim_v;
-    for (var c = 0u; c < 8u; c = c + 1u) {
-        let d = lid + c * WG;
+    for (var dm = 0u; dm < 4u; dm = dm + 1u) {
+        let d = lid + dm * WG;
         if (d < p.head_dim_v) {
-            out[oo + d] = acc[c];
+            if (p.single != 0u) {
+                var l: array<f32, 32>;
+                for (var i = 0u; i < 32u; i = i + 1u) {
+                    l[i] = acc[dm * 32u + i];
+                }
+                out[oo + d] = reduce32(l);
+            } else {
+                var l: array<f32, 8>;
+                for (var i = 0u; i < 8u; i = i + 1u) {
+                    l[i] = acc[dm * 32u + i];
+                }
+                out[oo + d] = hsum8(l);
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 // Y[t][y_off + r] = dot(W[r], X[t]) with X already quantized by quantize_act.wgsl (quants `aq`,
-// one scale per block in `ad`), as ggml-cpu multiplies quantized weights: each weight block's
-// integer dot with the activation block is exact (i32), then the format's per-block float step
-// (`qdot`, from the weight's qdot include) turns it into a float, as crate::quant's vec_dot does.
-// Only the order in which block results are summed differs from the CPU (a few ulp of the row's
-// dot, where unquantized f32 activations differ by the quantization error itself).
+// one scale per block in `ad`), as ggml-cpu multiplies quantized weights: integer dots within a
+// block are exact (i32), and the format's `row_dot` (from its qdot include) converts and
+// accumulates them in the float order of the kernel the CPU forward runs for that row
+// (crate::cpu::ggml_order), so each output is bit-identical to the CPU's. Some formats round a
+// row of a batch differently from a row decoded alone: token rows t < p.batch_end take the batch
+// order (the host applies the CPU's rule for the format and batch size).
 //
 // One invocation per (weight row, tile of TT tokens), summing the row's blocks in order: rows
 // have few blocks (Gemma's 640-wide rows have 20 of 32 or 2.5 of 256), too few to share among a
@@ -12,6 +13,8 @@
 #include "common/bytes.wgsl"
 #include "weight"
 #include "qdot"
+#include "common/lanes.wgsl"
+#include "common/fma.wgsl"
 
 const WG: u32 = 64u;
 const TT: u32 = 8u;
@@ -23,11 +26,16 @@ struct Params {
     n_tok: u32,
     y_stride: u32,   // elements between token rows of Y (all rows of the whole matrix)
     y_off: u32,      // index of this chunk's first row in a Y row
-    _p0: u32,
-    _p1: u32,
+    batch_end: u32,  // token rows before this one take the format's batch order
+    flags: u32,      // bit 0: Q4_K in the repacked kernels' order (see qdot_q4_k.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// A zero the compiler cannot see (common/fma_soft.wgsl): flags use bit 0 only.
+fn opaque_zero() -> u32 {
+    return p.flags >> 31u;
+}
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
 @group(0) @binding(2) var<storage, read_write> aq: array<i32>;
 @group(0) @binding(3) var<storage, read_write> ad: array<f32>;
@@ -47,11 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n_blk = p.k / BLOCK_ELEMS;
     let base = row * p.row_bytes;
     for (var t = 0u; t < nt; t = t + 1u) {
-        var acc = 0.0;
-        let a0 = (t0 + t) * n_blk;
-        for (var bi = 0u; bi < n_blk; bi = bi + 1u) {
-            acc = acc + qdot(base + bi * BLOCK_BYTES, (a0 + bi) * BLOCK_ELEMS, a0 + bi);
-        }
+        let acc = row_dot(base, (t0 + t) * n_blk, n_blk, t0 + t < p.batch_end);
         y[(t0 + t) * p.y_stride + p.y_off + row] = acc;
     }
 }

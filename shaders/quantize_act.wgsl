@@ -19,6 +19,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// A zero the compiler cannot see (common/exact.wgsl, common/fma_soft.wgsl).
+fn opaque_zero() -> u32 {
+    return p._p0;
+}
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> aq: array<i32>;
 @group(0) @binding(3) var<storage, read_write> ad: array<f32>;

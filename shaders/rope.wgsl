@@ -2,6 +2,7 @@
 // cs ([token][n_rot]: cos, sin per pair), computed on the host by crate::cpu::ops::rope_cache so
 // that both backends rotate by bit-identical angles (GPU sin/cos of large arguments are coarse).
 // neox = 0 pairs (2i, 2i+1) as ggml's NORMAL mode; neox = 1 pairs (i, i + n_rot/2).
+#include "common/fma.wgsl"
 
 struct Params {
     head_dim: u32,
@@ -15,6 +16,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// A zero the compiler cannot see (common/exact.wgsl, common/fma_soft.wgsl).
+fn opaque_zero() -> u32 {
+    return p._p0;
+}
 @group(0) @binding(1) var<storage, read_write> cs: array<f32>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 
@@ -38,6 +44,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let x0 = x[a];
     let x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
+    // As crate::cpu::ops::rope (ggml-cpu's contracted C): the first product fused with the sum,
+    // the second rounded on its own.
+    x[a] = fma_x(x0, c, -(x1 * s));
+    x[b] = fma_x(x0, s, x1 * c);
 }

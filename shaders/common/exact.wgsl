@@ -2,11 +2,18 @@
 // and the CPU forward accumulates some sums in f64, which WGSL lacks; where a last-bit difference
 // would flip a later rounding (to an 8-bit quant, to f16), these are used instead.
 
+// Shader compilers simplify c - (c - a) to a unless told the arithmetic is exact, which WGSL
+// cannot say: the intermediates these algorithms depend on pass through `ex_opaque`, an OR with
+// a zero the kernel reads at run time (`opaque_zero`, defined by every kernel that includes this).
+fn ex_opaque(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) | opaque_zero());
+}
+
 // Dekker's split of a into a high half and a low half of 12 significant bits each, whose
 // products with other halves are exact in f32.
 fn split(a: f32) -> vec2<f32> {
-    let c = 4097.0 * a;
-    let hi = c - (c - a);
+    let c = ex_opaque(4097.0 * a);
+    let hi = c - ex_opaque(c - a);
     return vec2<f32>(hi, a - hi);
 }
 
@@ -71,8 +78,8 @@ fn sqrt_exact(a: f32) -> f32 {
 
 // s + e == a + b exactly, s = fl(a + b) (Knuth's two-sum).
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
-    let s = a + b;
-    let bb = s - a;
+    let s = ex_opaque(a + b);
+    let bb = ex_opaque(s - a);
     let e = (a - (s - bb)) + (b - bb);
     return vec2<f32>(s, e);
 }
@@ -81,6 +88,6 @@ fn two_sum(a: f32, b: f32) -> vec2<f32> {
 fn dd_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
     let s = two_sum(x.x, y.x);
     let e = s.y + (x.y + y.y);
-    let hi = s.x + e;
+    let hi = ex_opaque(s.x + e);
     return vec2<f32>(hi, e - (hi - s.x));
 }

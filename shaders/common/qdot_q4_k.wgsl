@@ -1,30 +1,55 @@
-// Q4_K weights . Q8_K activations, one block (crate::quant::q4_k::vec_dot): with sc_j, m_j the
-// eight 6-bit scales and mins, isum = sum_j sc_j * sum(q_w * q_a) over sub-block j, summ =
-// sum_j m_j * sum(q_a) over sub-block j; d_a * d_w * isum - d_a * dmin_w * summ.
-fn qdot(b: u32, a0: u32, ab: u32) -> f32 {
-    var isum = 0;
-    var summ = 0;
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        let sm_lo = q4k_scale_min(b, 2u * c);
-        let sm_hi = q4k_scale_min(b, 2u * c + 1u);
-        var lo = 0;
-        var hi = 0;
-        var alo = 0;
-        var ahi = 0;
-        for (var i = 0u; i < 32u; i = i + 1u) {
-            let q = wbyte(b + 16u + 32u * c + i);
-            let xl = aq[a0 + 64u * c + i];
-            let xh = aq[a0 + 64u * c + 32u + i];
-            lo = lo + i32(q & 0xfu) * xl;
-            hi = hi + i32(q >> 4u) * xh;
-            alo = alo + xl;
-            ahi = ahi + xh;
+// Q4_K weights . Q8_K activations over one row of n_blk blocks, in the float orders of ggml-cpu's
+// repacked Q4_K kernels (crate::cpu::ggml_order, taken by the CPU for matrices of a multiple of 8
+// rows; `p.flags` bit 0): per 64-element chunk c, isum_c = sc_2c * sum(lo nibbles * q_a) +
+// sc_2c+1 * sum(hi nibbles * q_a) and imin_c = m_2c * sum(q_a of its first half) + m_2c+1 * sum(q_a
+// of its second half), all exact integers. One-row order (`batch` false): per block,
+// acc = fma_x(sum isum_c, d_w * d_a, acc), accm likewise with dmin; the gemm order (`batch`): the
+// same FMA per chunk. The result is acc - accm. Other matrices: the scalar reference's
+// acc + (d * isum - dmin * summ) per block.
+fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
+    var acc = 0.0;
+    var accm = 0.0;
+    let repacked = (p.flags & 1u) != 0u;
+    for (var bi = 0u; bi < n_blk; bi = bi + 1u) {
+        let b = base + bi * BLOCK_BYTES;
+        let a0 = (blk0 + bi) * 256u;
+        let da = ad[blk0 + bi];
+        let d = wf16(b) * da;
+        let dmin = wf16(b + 2u) * da;
+        var isum = 0;
+        var summ = 0;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let sm_lo = q4k_scale_min(b, 2u * c);
+            let sm_hi = q4k_scale_min(b, 2u * c + 1u);
+            var lo = 0;
+            var hi = 0;
+            var alo = 0;
+            var ahi = 0;
+            for (var i = 0u; i < 32u; i = i + 1u) {
+                let q = wbyte(b + 16u + 32u * c + i);
+                let xl = aq[a0 + 64u * c + i];
+                let xh = aq[a0 + 64u * c + 32u + i];
+                lo = lo + i32(q & 0xfu) * xl;
+                hi = hi + i32(q >> 4u) * xh;
+                alo = alo + xl;
+                ahi = ahi + xh;
+            }
+            let is = i32(sm_lo.x) * lo + i32(sm_hi.x) * hi;
+            let im = i32(sm_lo.y) * alo + i32(sm_hi.y) * ahi;
+            if (batch && repacked) {
+                acc = fma_x(f32(is), d, acc);
+                accm = fma_x(f32(im), dmin, accm);
+            } else {
+                isum = isum + is;
+                summ = summ + im;
+            }
         }
-        isum = isum + i32(sm_lo.x) * lo + i32(sm_hi.x) * hi;
-        summ = summ + i32(sm_lo.y) * alo + i32(sm_hi.y) * ahi;
+        if (!batch && repacked) {
+            acc = fma_x(f32(isum), d, acc);
+            accm = fma_x(f32(summ), dmin, accm);
+        } else if (!repacked) {
+            acc = acc + (d * f32(isum) - dmin * f32(summ));
+        }
     }
-    let da = ad[ab];
-    let d = da * wf16(b);
-    let dmin = da * wf16(b + 2u);
-    return d * f32(isum) - dmin * f32(summ);
+    return acc - accm;
 }

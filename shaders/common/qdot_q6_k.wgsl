@@ -1,30 +1,69 @@
-// Q6_K weights . Q8_K activations, one block (crate::quant::q6_k::vec_dot):
-// d_w * d_a * sum_j sc_j * sum((q_w - 32) * q_a) over the sixteen 16-element sub-blocks j.
-fn qdot(b: u32, a0: u32, ab: u32) -> f32 {
-    var isum = 0;
-    for (var h = 0u; h < 2u; h = h + 1u) {
-        let ql = b + 64u * h;
-        let qh = b + 128u + 32u * h;
-        let sc = b + 192u + 8u * h;
-        let a = a0 + 128u * h;
-        for (var t = 0u; t < 2u; t = t + 1u) {
-            var sub = vec4<i32>(0);
-            for (var l = 16u * t; l < 16u * t + 16u; l = l + 1u) {
-                let l0 = wbyte(ql + l);
-                let l1 = wbyte(ql + l + 32u);
-                let hb = wbyte(qh + l);
-                let q1 = i32((l0 & 0xfu) | ((hb & 3u) << 4u)) - 32;
-                let q2 = i32((l1 & 0xfu) | (((hb >> 2u) & 3u) << 4u)) - 32;
-                let q3 = i32((l0 >> 4u) | (((hb >> 4u) & 3u) << 4u)) - 32;
-                let q4 = i32((l1 >> 4u) | (((hb >> 6u) & 3u) << 4u)) - 32;
-                sub = sub + vec4<i32>(q1 * aq[a + l], q2 * aq[a + l + 32u],
-                                      q3 * aq[a + l + 64u], q4 * aq[a + l + 96u]);
+// Q6_K weights . Q8_K activations over one row of n_blk blocks, in the float orders of ggml-cpu's
+// AVX2 kernels (crate::cpu::ggml_order): per block, eight integer lanes as ggml_vec_dot_q6_K_q8_K
+// forms them (lane l: bytes 4l..4l+3 of every 32-element chunk times their sub-block scale, with
+// the unsigned 6-bit quants, minus 32 * the Q8_K group sums 2l and 2l+1 times their scales). One-row
+// order (`batch` false): acc_l = fma_x(d_a * d_w, lane_l, acc_l), hsum8 at the end; the tiled order
+// for batches of 8 or more rows (`batch`): acc = fma_x(d_w * sum of lanes, d_a, acc).
+// Layout: ql[128], qh[64], scales[16] (i8), f16 d.
+fn q6k_sc(b: u32, i: u32) -> i32 {
+    return bitcast<i32>(wbyte(b + 192u + i) << 24u) >> 24u;
+}
+
+fn q8k_bsum(a0: u32, g: u32) -> i32 {
+    var s = 0;
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        s = s + aq[a0 + 16u * g + i];
+    }
+    return s;
+}
+
+fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
+    var lacc: array<f32, 8>;
+    var acc = 0.0;
+    for (var bi = 0u; bi < n_blk; bi = bi + 1u) {
+        let b = base + bi * BLOCK_BYTES;
+        let a0 = (blk0 + bi) * 256u;
+        let da = ad[blk0 + bi];
+        let dw = wf16(b + 208u);
+        var lane: array<i32, 8>;
+        for (var l = 0u; l < 8u; l = l + 1u) {
+            lane[l] = -32 * (q8k_bsum(a0, 2u * l) * q6k_sc(b, 2u * l)
+                + q8k_bsum(a0, 2u * l + 1u) * q6k_sc(b, 2u * l + 1u));
+        }
+        for (var j = 0u; j < 2u; j = j + 1u) {
+            let ql = b + 64u * j;
+            let qh = b + 128u + 32u * j;
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                let q8 = a0 + 128u * j + 32u * c;
+                let lo_off = ql + 32u * (c & 1u);
+                let lo_shift = 4u * (c >> 1u);
+                for (var l = 0u; l < 8u; l = l + 1u) {
+                    var s = 0;
+                    for (var k = 0u; k < 4u; k = k + 1u) {
+                        let e = 4u * l + k;
+                        let low = (wbyte(lo_off + e) >> lo_shift) & 0xfu;
+                        let high = (wbyte(qh + e) >> (2u * c)) & 3u;
+                        s = s + i32(low | (high << 4u)) * aq[q8 + e];
+                    }
+                    lane[l] = lane[l] + s * q6k_sc(b, 8u * j + 2u * c + l / 4u);
+                }
             }
-            for (var k = 0u; k < 4u; k = k + 1u) {
-                let s = bitcast<i32>(wbyte(sc + t + 2u * k) << 24u) >> 24u;
-                isum = isum + sub[k] * s;
+        }
+        if (batch) {
+            var isum = 0;
+            for (var l = 0u; l < 8u; l = l + 1u) {
+                isum = isum + lane[l];
+            }
+            acc = fma_x(dw * f32(isum), da, acc);
+        } else {
+            let d = da * dw;
+            for (var l = 0u; l < 8u; l = l + 1u) {
+                lacc[l] = fma_x(d, f32(lane[l]), lacc[l]);
             }
         }
     }
-    return wf16(b + 208u) * ad[ab] * f32(isum);
+    if (batch) {
+        return acc;
+    }
+    return hsum8(lacc);
 }

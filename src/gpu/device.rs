@@ -196,6 +196,8 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     /// ggml-cpu's GELU table (`crate::cpu::ops::geglu`), uploaded on first use by `glu`.
     pub(crate) gelu_table: std::sync::OnceLock<super::buffers::GpuTensor>,
+    /// Whether WGSL's fma rounds once here (see `probe_fused_fma`).
+    fused_fma: bool,
 }
 
 impl Gpu {
@@ -281,6 +283,7 @@ impl Gpu {
                 format!("{reason:?}: {msg}")
             });
         });
+        let fused_fma = probe_fused_fma(&device, &queue)?;
         Ok(Gpu {
             device,
             queue,
@@ -290,7 +293,14 @@ impl Gpu {
             faults,
             pipelines: PipelineCache::default(),
             gelu_table: std::sync::OnceLock::new(),
+            fused_fma,
         })
+    }
+
+    /// Whether WGSL's `fma` rounds once on this adapter; where it does not (lavapipe), the kernels
+    /// that mirror the CPU's FMA chains use an emulation (shaders/common/fma_soft.wgsl).
+    pub fn fused_fma(&self) -> bool {
+        self.fused_fma
     }
 
     pub fn adapter_name(&self) -> &str {
@@ -418,4 +428,80 @@ mod tests {
         assert!(rank(wgpu::DeviceType::DiscreteGpu) < rank(wgpu::DeviceType::IntegratedGpu));
         assert!(rank(wgpu::DeviceType::IntegratedGpu) < rank(wgpu::DeviceType::Cpu));
     }
+}
+
+/// Run shaders/fma_probe.wgsl once: `fma(1 + 2^-12, 1 + 2^-12, -(1 + 2^-11))` is 2^-24 rounded
+/// once and 0 rounded twice.
+fn probe_fused_fma(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<bool, GpuError> {
+    let fail = |msg: String| GpuError::Shader {
+        kernel: "fma_probe".into(),
+        msg,
+    };
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("fma_probe"),
+        source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/fma_probe.wgsl").into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("fma_probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let a = 1.0f32 + (-12f32).exp2();
+    let c = -(1.0f32 + (-11f32).exp2());
+    let data = [a, a, c, 1.0];
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buf = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fma_probe"),
+        size: 16,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&buf, 0, bytemuck::cast_slice(&data));
+    let read = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fma_probe_read"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: buf.as_entire_binding(),
+        }],
+    });
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&buf, 0, &read, 0, 16);
+    queue.submit([enc.finish()]);
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(fail(e.to_string()));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    read.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| fail(e.to_string()))?;
+    match rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    let view = read
+        .get_mapped_range(..)
+        .map_err(|e| fail(e.to_string()))?;
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&view);
+    Ok(got.get(3).copied() == Some(a.mul_add(a, c)))
 }

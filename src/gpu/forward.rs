@@ -19,6 +19,10 @@ use crate::model::forward::rope_table;
 use crate::model::weights::{Linear, Weights};
 use crate::model::Hparams;
 
+/// Receives intermediate tensors by the names `crate::model::forward::Trace` uses, for comparing
+/// the GPU forward with the CPU's op by op (examples/gpu_trace.rs).
+pub type GpuTrace<'t> = &'t mut dyn FnMut(&str, usize, &[f32]);
+
 /// Tokens per submission, as the CPU forward's internal batch: it bounds the scratch tensors.
 pub const MAX_BATCH: usize = 512;
 
@@ -288,7 +292,7 @@ impl GpuModel {
             } else {
                 Head::Skip
             };
-            self.batch(st, chunk, head, logits)?;
+            self.batch(st, chunk, head, logits, &mut None)?;
         }
         debug_assert_eq!(logits.len(), if all_logits { tokens.len() } else { 1 } * nv);
         Ok(())
@@ -305,7 +309,7 @@ impl GpuModel {
             } else {
                 Head::Skip
             };
-            self.batch(st, chunk, head, &mut none)?;
+            self.batch(st, chunk, head, &mut none, &mut None)?;
         }
         let id = st.argmax.read_u32(&self.gpu)?;
         id.first()
@@ -314,14 +318,36 @@ impl GpuModel {
             .ok_or_else(|| shape("argmax", "no finite logit".into()))
     }
 
+    /// [`GpuModel::forward`] for at most `MAX_BATCH` tokens (logits of the last one), reporting
+    /// the intermediate tensors to `trace`: each is read back after its op, one submission per
+    /// op, so this is for diagnosis only.
+    pub fn forward_traced(
+        &self,
+        st: &mut GpuState,
+        tokens: &[u32],
+        logits: &mut Vec<f32>,
+        trace: GpuTrace<'_>,
+    ) -> Result<(), GpuError> {
+        if tokens.len() > MAX_BATCH {
+            return Err(shape(
+                "trace",
+                format!("{} tokens exceed one batch of {MAX_BATCH}", tokens.len()),
+            ));
+        }
+        logits.clear();
+        self.batch(st, tokens, Head::Last, logits, &mut Some(trace))
+    }
+
     /// One batch of at most `MAX_BATCH` tokens through every layer in one submission, then the
-    /// output head; logits are appended to `out`.
+    /// output head; logits are appended to `out`. With a trace, the batch is cut after each
+    /// traced op to read its output back.
     fn batch(
         &self,
         st: &mut GpuState,
         tokens: &[u32],
         head: Head,
         out: &mut Vec<f32>,
+        trace: &mut Option<GpuTrace<'_>>,
     ) -> Result<(), GpuError> {
         let hp = &self.hp;
         let g = &self.gpu;
@@ -371,6 +397,7 @@ impl GpuModel {
         for (il, lw) in self.layers.iter().enumerate() {
             let swa = hp.is_swa(il);
             b.rms_norm(&lw.attn_norm, &st.x, &st.xn, e, n, eps)?;
+            b = tap(g, b, trace, "attn_norm", il, &st.xn, n * e)?;
             linear(&mut b, st, &lw.wq, &st.xn, n, &st.q)?;
             linear(&mut b, st, &lw.wk, &st.xn, n, &st.k)?;
             linear(&mut b, st, &lw.wv, &st.xn, n, &st.v)?;
@@ -378,6 +405,9 @@ impl GpuModel {
                 b.rms_norm(qn, &st.q, &st.q, hp.head_dim, n * hp.n_head, eps)?;
                 b.rms_norm(kn, &st.k, &st.k, hp.head_dim, n * hp.n_head_kv, eps)?;
             }
+            b = tap(g, b, trace, "Qcur_normed", il, &st.q, n * hp.n_q())?;
+            b = tap(g, b, trace, "Kcur_normed", il, &st.k, n * hp.n_k())?;
+            b = tap(g, b, trace, "Vcur", il, &st.v, n * hp.n_v())?;
             let table = if swa { &st.rope_swa } else { &st.rope_global };
             b.rope(
                 table,
@@ -397,6 +427,14 @@ impl GpuModel {
                 n,
                 hp.rope_style,
             )?;
+            b = tap(g, b, trace, "Qcur", il, &st.q, n * hp.n_q())?;
+            b = tap(g, b, trace, "Kcur", il, &st.k, n * hp.n_k())?;
+            // Gemma scales the queries before attention, as llama.cpp's graph (and the CPU
+            // forward) does: the f16 rounding of a scaled query differs from that of the query
+            // scaled after rounding where the scaled value is an f16 subnormal.
+            if hp.attn_scale_on_q {
+                b.scale(&st.q, n * hp.n_q(), hp.attn_scale)?;
+            }
             b.kv_store(&st.k, &st.keys[il], pos0, hp.n_k(), n)?;
             b.kv_store(&st.v, &st.values[il], pos0, hp.n_v(), n)?;
             let params = AttnParams {
@@ -404,7 +442,11 @@ impl GpuModel {
                 n_head_kv: hp.n_head_kv,
                 head_dim: hp.head_dim,
                 head_dim_v: hp.head_dim_v,
-                scale: hp.attn_scale,
+                scale: if hp.attn_scale_on_q {
+                    1.0
+                } else {
+                    hp.attn_scale
+                },
                 window: if swa { hp.sliding_window } else { None },
             };
             b.attention(
@@ -416,21 +458,35 @@ impl GpuModel {
                 n,
                 &st.attn,
             )?;
+            b = tap(g, b, trace, "kqv_out", il, &st.attn, n * hp.n_head * hp.head_dim_v)?;
             linear(&mut b, st, &lw.wo, &st.attn, n, &st.proj)?;
+            b = tap(g, b, trace, "attn_out", il, &st.proj, n * e)?;
             if let Some(pn) = &lw.attn_post_norm {
                 b.rms_norm(pn, &st.proj, &st.proj, e, n, eps)?;
+                b = tap(g, b, trace, "attn_post_norm", il, &st.proj, n * e)?;
             }
             b.add(&st.x, &st.proj, n * e)?;
+            let name = if hp.post_norms { "sa_out" } else { "ffn_inp" };
+            b = tap(g, b, trace, name, il, &st.x, n * e)?;
 
             b.rms_norm(&lw.ffn_norm, &st.x, &st.xn, e, n, eps)?;
+            b = tap(g, b, trace, "ffn_norm", il, &st.xn, n * e)?;
             linear(&mut b, st, &lw.ffn_gate, &st.xn, n, &st.gate)?;
             linear(&mut b, st, &lw.ffn_up, &st.xn, n, &st.up)?;
             b.glu(glu, &st.gate, &st.up, &st.gate, n * hp.n_ff)?;
+            let name = match glu {
+                Glu::Gelu => "ffn_geglu",
+                Glu::Silu => "ffn_swiglu",
+            };
+            b = tap(g, b, trace, name, il, &st.gate, n * hp.n_ff)?;
             linear(&mut b, st, &lw.ffn_down, &st.gate, n, &st.proj)?;
+            b = tap(g, b, trace, "ffn_out", il, &st.proj, n * e)?;
             if let Some(pn) = &lw.ffn_post_norm {
                 b.rms_norm(pn, &st.proj, &st.proj, e, n, eps)?;
+                b = tap(g, b, trace, "ffn_post_norm", il, &st.proj, n * e)?;
             }
             b.add(&st.x, &st.proj, n * e)?;
+            b = tap(g, b, trace, "l_out", il, &st.x, n * e)?;
         }
         st.len = pos0 + n;
 
@@ -481,6 +537,26 @@ impl GpuModel {
         }
         Ok(())
     }
+}
+
+/// With a trace: submit what `b` holds, report the first `n` elements of `t` and go on in a new
+/// batch. Without one, `b` unchanged.
+fn tap<'g>(
+    g: &'g Gpu,
+    b: Batch<'g>,
+    trace: &mut Option<GpuTrace<'_>>,
+    name: &str,
+    il: usize,
+    t: &GpuTensor,
+    n: usize,
+) -> Result<Batch<'g>, GpuError> {
+    let Some(tr) = trace.as_mut() else {
+        return Ok(b);
+    };
+    b.submit()?;
+    let v = t.read_f32_prefix(g, n)?;
+    tr(name, il, &v);
+    Ok(Batch::new(g))
 }
 
 /// `y = x W (+ b)` for `n` rows.

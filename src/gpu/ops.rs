@@ -9,15 +9,18 @@ use bytemuck::{Pod, Zeroable};
 
 use super::buffers::{GpuMatrix, GpuTensor};
 use super::device::{Gpu, GpuError};
-use super::pipelines::{Kernel, PipelineKey};
+use super::pipelines::{Kernel, PipelineKey, WeightFormat};
 use crate::cpu::attention::AttnParams;
 use crate::cpu::ops::RopeStyle;
 
 /// Rows of activations one matmul workgroup shares a decoded weight row among (shaders/matmul.wgsl's TT).
 const MATMUL_TOKENS: usize = 8;
 
-/// Widest value head the attention kernel holds (8 output dims per invocation of 64).
-const MAX_HEAD_DIM_V: usize = 512;
+/// Widest value head the attention kernel holds (4 output dims per invocation of 64).
+const MAX_HEAD_DIM_V: usize = 256;
+
+/// Widest key head the attention kernel holds (the rounded query in workgroup memory).
+const MAX_HEAD_DIM: usize = 512;
 
 /// Which gated activation `glu` applies to the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +78,9 @@ struct AttnUniform {
     pos0: u32,
     window: u32,
     scale: f32,
+    /// 1: one query row, in the CPU's single-row order.
+    single: u32,
+    _pad: [u32; 3],
 }
 
 /// The element-wise kernels' `Params`: a count and one argument (u32 or f32 bits).
@@ -282,6 +288,7 @@ impl<'g> Batch<'g> {
         let (k, row_bytes) = (u32_of("k", w.k)?, u32_of("row bytes", w.row_bytes)?);
         let m_total = u32_of("rows", w.m)?;
         u32_of("matmul output", n_tok * w.m)?;
+        let (batch_end, flags) = cpu_order(w.format, w.m, n_tok);
         for c in &w.chunks {
             let p = MatParams {
                 k,
@@ -290,7 +297,7 @@ impl<'g> Batch<'g> {
                 a: u32_of("tokens", n_tok)?,
                 b: m_total,
                 c: u32_of("rows", c.row0)?,
-                _pad: [0; 2],
+                _pad: [u32_of("tokens", batch_end)?, flags],
             };
             let key = PipelineKey {
                 kernel: Kernel::MatmulQ8,
@@ -461,6 +468,15 @@ impl<'g> Batch<'g> {
             n_kv * p.n_head_kv * p.head_dim_v,
         )?;
         need("attention output", out, n_tok * p.n_head * p.head_dim_v)?;
+        if p.head_dim > MAX_HEAD_DIM {
+            return Err(GpuError::Shape {
+                what: "attention".into(),
+                msg: format!(
+                    "key heads of {} exceed the kernel's {MAX_HEAD_DIM}",
+                    p.head_dim
+                ),
+            });
+        }
         if p.head_dim_v > MAX_HEAD_DIM_V {
             return Err(GpuError::Shape {
                 what: "attention".into(),
@@ -483,6 +499,8 @@ impl<'g> Batch<'g> {
             pos0: u32_of("pos0", pos0)?,
             window: u32_of("window", p.window.unwrap_or(0))?,
             scale: p.scale,
+            single: u32::from(n_tok == 1),
+            _pad: [0; 3],
         };
         self.dispatch(
             plain(Kernel::Attention),
@@ -604,6 +622,20 @@ fn gelu_table(gpu: &Gpu) -> Result<&GpuTensor, GpuError> {
         .collect();
     let t = GpuTensor::from_f32(gpu, &table, "gelu table")?;
     Ok(gpu.gelu_table.get_or_init(|| t))
+}
+
+/// Which float order shaders/matmul_q8.wgsl takes for each token row, as
+/// `crate::cpu::ggml_order::orders_for` picks the CPU's kernels (the orders of llama.cpp's AVX2
+/// build): `(batch_end, flags)`, rows `t < batch_end` in the format's batch order; flags bit 0:
+/// Q4_K in the repacked kernels' order (matrices of a multiple of 8 rows).
+fn cpu_order(format: WeightFormat, m: usize, n_tok: usize) -> (usize, u32) {
+    use crate::cpu::ggml_order::BATCH_MIN_ROWS;
+    match format {
+        // Groups of four rows take the repacked gemm, the rest the one-row kernel.
+        WeightFormat::Q4K if m.is_multiple_of(8) => (n_tok - n_tok % 4, 1),
+        WeightFormat::Q6K if n_tok >= BATCH_MIN_ROWS => (n_tok, 0),
+        _ => (0, 0),
+    }
 }
 
 fn plain(kernel: Kernel) -> PipelineKey {

@@ -173,12 +173,17 @@ fn common(name: &str) -> Option<&'static str> {
         "common/reduce.wgsl" => include_str!("../../shaders/common/reduce.wgsl"),
         "common/round_f16.wgsl" => include_str!("../../shaders/common/round_f16.wgsl"),
         "common/exact.wgsl" => include_str!("../../shaders/common/exact.wgsl"),
+        "common/lanes.wgsl" => include_str!("../../shaders/common/lanes.wgsl"),
+        "common/fma_fused.wgsl" => include_str!("../../shaders/common/fma_fused.wgsl"),
+        "common/fma_soft.wgsl" => include_str!("../../shaders/common/fma_soft.wgsl"),
         _ => return None,
     })
 }
 
-/// The kernel's source with its `#include "..."` lines replaced by the files they name.
-pub fn assemble(key: PipelineKey) -> Result<String, GpuError> {
+/// The kernel's source with its `#include "..."` lines replaced by the files they name;
+/// `"common/fma.wgsl"` is the adapter's own fma where it rounds once (`fused_fma`), else an
+/// emulation that does.
+pub fn assemble(key: PipelineKey, fused_fma: bool) -> Result<String, GpuError> {
     let err = |msg: String| GpuError::Shader {
         kernel: key.kernel.name().to_string(),
         msg,
@@ -199,6 +204,13 @@ pub fn assemble(key: PipelineKey) -> Result<String, GpuError> {
             key.weight
                 .and_then(WeightFormat::qdot)
                 .ok_or_else(|| err("includes a block dot but its weight format has none".into()))?
+        } else if name == "common/fma.wgsl" {
+            common(if fused_fma {
+                "common/fma_fused.wgsl"
+            } else {
+                "common/fma_soft.wgsl"
+            })
+            .ok_or_else(|| err("fma include missing".into()))?
         } else {
             common(name).ok_or_else(|| err(format!("unknown include {name:?}")))?
         };
@@ -216,7 +228,7 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let src = assemble(key)?;
+        let src = assemble(key, gpu.fused_fma())?;
         let label = match key.weight {
             Some(w) => format!("{}-{:?}", key.kernel.name(), w),
             None => key.kernel.name().to_string(),
@@ -265,18 +277,35 @@ mod tests {
             WeightFormat::Q4K,
             WeightFormat::Q6K,
         ] {
-            let src = assemble(PipelineKey {
-                kernel: Kernel::Matvec,
-                weight: Some(w),
-            })
+            let src = assemble(
+                PipelineKey {
+                    kernel: Kernel::Matvec,
+                    weight: Some(w),
+                },
+                false,
+            )
             .unwrap();
             assert!(!src.contains("#include"), "{w:?}");
             assert!(src.contains("fn dequant16"), "{w:?}");
         }
-        assert!(assemble(PipelineKey {
-            kernel: Kernel::Matvec,
-            weight: None
-        })
+        assert!(assemble(
+            PipelineKey {
+                kernel: Kernel::Matvec,
+                weight: None
+            },
+            false
+        )
         .is_err());
+        for fused in [false, true] {
+            let src = assemble(
+                PipelineKey {
+                    kernel: Kernel::MatmulQ8,
+                    weight: Some(WeightFormat::Q4K),
+                },
+                fused,
+            )
+            .unwrap();
+            assert!(src.contains("fn fma_x") && !src.contains("#include"));
+        }
     }
 }
