@@ -68,9 +68,10 @@ fn bad_flag_exits_2() {
 #[test]
 fn prompt_longer_than_context_names_both_lengths() {
     let Some(model) = model_path() else { return };
-    let prompt = "one two three four five six seven eight nine ten eleven twelve thirteen";
-    let out = run_model(&model, &["-p", prompt, "-c", "8", "-n", "1"]);
-    one_line_error(&out, 1, &["tokens", "context holds 8"]);
+    // -c 8 becomes 256, as llama.cpp rounds every context up to a multiple of 256.
+    let prompt = "word ".repeat(300);
+    let out = run_model(&model, &["-p", &prompt, "-c", "8", "-n", "1"]);
+    one_line_error(&out, 1, &["302 tokens", "context holds 256"]);
 }
 
 #[test]
@@ -175,16 +176,15 @@ fn stop_string_cuts_before_it_and_stdin_prompt_matches() {
 #[test]
 fn full_context_stops_with_a_message() {
     let Some(model) = model_path() else { return };
-    // 6 prompt tokens in a context of 12: the 7th generated token is the last that can be shown
-    // (it is never fed back), so generation must stop there, say why, and still succeed.
-    let out = run_model(
-        &model,
-        &["-p", "The capital of France is", "-c", "12", "--temp", "0"],
-    );
+    // 250 prompt tokens in a context of 256 (-c 12 rounded up as llama.cpp rounds it): the 7th
+    // generated token is the last that can be shown (it is never fed back), so generation must
+    // stop there, say why, and still succeed.
+    let prompt = "word ".repeat(244) + "The capital of France is";
+    let out = run_model(&model, &["-p", &prompt, "-c", "12", "--temp", "0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("context full (12 tokens"), "{stderr}");
-    assert!(stderr.contains("prompt: 6 tokens"), "{stderr}");
+    assert!(stderr.contains("context full (256 tokens"), "{stderr}");
+    assert!(stderr.contains("prompt: 250 tokens"), "{stderr}");
     assert!(stderr.contains("generated: 7 tokens"), "{stderr}");
     assert!(!out.stdout.is_empty());
 }

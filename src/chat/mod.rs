@@ -7,6 +7,7 @@
 //! `<end_of_turn>` gets those characters, not a turn boundary.
 
 pub mod builtin;
+pub mod history;
 pub mod jinja;
 
 pub use builtin::Builtin;
@@ -220,6 +221,47 @@ pub fn tokenize_parts(tok: &Tokenizer, parts: &[Part]) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Tokens of rendered parts as [`tokenize_parts`] makes them, without BOS: the continuation of
+/// a prompt.
+pub fn encode_parts(tok: &Tokenizer, parts: &[Part]) -> Vec<u32> {
+    parts
+        .iter()
+        .flat_map(|p| tok.encode(&p.text, false, p.template))
+        .collect()
+}
+
+/// The parts `new` holds after the text of `old`, an earlier rendering of the start of the same
+/// conversation: the text difference llama.cpp's `common_chat_format_single` takes, kept as
+/// parts so that message text never becomes special tokens. When the cut falls inside a part,
+/// its rest is the first part returned, and only if tokenizing the two sides apart gives the
+/// tokens of the whole part (so that appending the continuation's [`encode_parts`] to the
+/// tokens of `old` gives the tokens of `new`). `None` when `old` is empty or is not the start
+/// of `new` (the template rendered the earlier turns differently, e.g. a new system message).
+pub fn parts_after(tok: &Tokenizer, old: &[Part], new: &[Part]) -> Option<Vec<Part>> {
+    let (last, same) = old.split_last()?;
+    let n = same.len();
+    if new.len() <= n || new[..n] != *same || new[n].template != last.template {
+        return None;
+    }
+    let cont = &new[n];
+    let rest = cont.text.strip_prefix(last.text.as_str())?;
+    let mut out = Vec::with_capacity(new.len() - n);
+    if !rest.is_empty() {
+        let whole = tok.encode(&cont.text, false, cont.template);
+        let mut apart = tok.encode(&last.text, false, last.template);
+        apart.extend(tok.encode(rest, false, cont.template));
+        if whole != apart {
+            return None;
+        }
+        out.push(Part {
+            text: rest.to_string(),
+            template: cont.template,
+        });
+    }
+    out.extend_from_slice(&new[n + 1..]);
+    Some(out)
 }
 
 /// The built-in format a model without a template most likely wants: by architecture, then by

@@ -1,16 +1,19 @@
 //! `infer chat [MODEL]`: talk to a chat model in a terminal.
 //!
 //! A REPL on rustyline with a history file, `"""` multi-line messages, streamed replies and
-//! slash commands. The conversation stays in the KV cache between turns: each turn renders the
-//! whole conversation with the chat template and the engine evaluates only the tokens after the
-//! part it already holds. Ctrl-C stops a reply between tokens and returns to the prompt.
+//! slash commands. The conversation stays in the KV cache between turns: each turn tokenizes
+//! only what the conversation added since the last prompt (`chat::history`) and the engine
+//! evaluates only the tokens after the part it already holds. When the conversation outgrows
+//! the context, a context shift keeps the start (`--keep`) and drops the older half of the rest,
+//! as llama-cli does. Ctrl-C stops a reply between tokens and returns to the prompt.
 //!
 //! When stdin is not a terminal, each line is one message (slash commands work too); replies go
 //! to stdout one per line, without prompts or colours, and the command ends at end of input.
 
 use super::common;
+use crate::chat::history::{History, Keep, Turn};
 use crate::chat::{ChatTemplate, Message, Role};
-use crate::engine::{per_second, End, Engine, GenOptions, Generation, TextOut};
+use crate::engine::{per_second, End, Engine, EngineError, GenOptions, Generation, TextOut};
 use crate::sample::{random_seed, Sampler, SamplerParams};
 use crate::spec::{self, Speculator};
 use crate::ui::{self, progress, Style};
@@ -108,10 +111,21 @@ pub struct Args {
     /// Most tokens per reply; -1 = until the model ends its turn or the context is full.
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
-    /// Context size in tokens (the whole conversation must fit) [default: 4096, or the model's
-    /// training context if smaller].
+    /// Context size in tokens [default: 4096, or the model's training context if smaller].
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx_size: Option<usize>,
+    /// When the conversation outgrows the context, keep its first N tokens after BOS (-1 = the
+    /// whole first prompt), drop the older half of the rest and go on [default: the system
+    /// message's part of the prompt, else BOS only].
+    #[arg(long = "keep", allow_negative_numbers = true)]
+    pub keep: Option<i64>,
+    /// Context shift when the conversation outgrows the context (the default in chat).
+    #[arg(long = "context-shift", overrides_with = "no_context_shift")]
+    pub context_shift: bool,
+    /// No context shift: a message that would overflow the context is refused (/clear starts
+    /// over) and a reply stops at a full context.
+    #[arg(long = "no-context-shift", overrides_with = "context_shift")]
+    pub no_context_shift: bool,
     /// Compute threads [default: one per available core].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -159,10 +173,25 @@ pub fn run(args: Args) -> Result<()> {
     };
     loading.finish_and_clear();
     let n_ctx = common::context_size(args.ctx_size, model.hparams().n_ctx_train)?;
+    let keep = match args.keep {
+        None => Keep::System,
+        Some(-1) => Keep::FirstPrompt,
+        Some(k) => match usize::try_from(k) {
+            Ok(k) => Keep::Tokens(k),
+            Err(_) => anyhow::bail!("--keep must be -1 or more, got {k}"),
+        },
+    };
+    let shift = !args.no_context_shift;
     if args.verbose {
+        let shifting = match (shift, args.draft.draft.is_some()) {
+            (false, _) => "context shift off".to_string(),
+            (true, true) => "context shift off with --draft".to_string(),
+            (true, false) => format!("context shift on, {keep}"),
+        };
         ui::note(&format!(
-            "model: {}, context {n_ctx} tokens, chat template: {}",
+            "model: {}, context {} ({shifting}), chat template: {}",
             path.display(),
+            common::context_note(args.ctx_size, n_ctx),
             template.origin()
         ));
     }
@@ -179,6 +208,9 @@ pub fn run(args: Args) -> Result<()> {
         template,
         system: args.system.clone().filter(|s| !s.is_empty()),
         messages: Vec::new(),
+        history: History::default(),
+        keep,
+        shift,
         sampler: Sampler::new(params.clone()),
         spec,
         params,
@@ -322,6 +354,11 @@ struct Session<'e, 'g> {
     system: Option<String>,
     /// The conversation after the system message.
     messages: Vec<Message>,
+    /// The prompt tokens the engine's cache holds, continued a turn at a time.
+    history: History,
+    keep: Keep,
+    /// Context shift when the conversation outgrows the context (not with `--draft`).
+    shift: bool,
     params: SamplerParams,
     sampler: Sampler,
     /// With `--draft`: generates the replies instead of `engine` (with its own target cache).
@@ -332,6 +369,14 @@ struct Session<'e, 'g> {
     verbose: bool,
     /// A template warning is shown once, not every turn.
     warned: bool,
+}
+
+/// A turn ready to evaluate: its prompt after the context shifts that made room for it.
+struct Prompt {
+    turn: Turn,
+    tokens: Vec<u32>,
+    /// The shifts done over `turn.tokens`, as `(keep, discard)`.
+    shifts: Vec<(usize, usize)>,
 }
 
 const HELP: &str = "Commands:
@@ -366,7 +411,7 @@ impl Session<'_, '_> {
             return self.command(cmd);
         }
         self.messages.push(Message::new(Role::User, line));
-        self.reply()?;
+        self.reply(false)?;
         Ok(Flow::Go)
     }
 
@@ -389,6 +434,7 @@ impl Session<'_, '_> {
             "set" => self.set(arg),
             "clear" => {
                 self.messages.clear();
+                self.history.clear();
                 self.say("conversation cleared");
             }
             "regen" => {
@@ -400,7 +446,7 @@ impl Session<'_, '_> {
                     self.messages.pop();
                 }
                 if self.messages.last().is_some_and(|m| m.role == Role::User) {
-                    self.reply()?;
+                    self.reply(true)?;
                 } else {
                     self.say("nothing to regenerate: send a message first");
                 }
@@ -482,26 +528,89 @@ impl Session<'_, '_> {
         all
     }
 
-    /// Answers the last (user) message, streaming the reply to stdout.
-    fn reply(&mut self) -> Result<()> {
-        let (tokens, warning) =
-            self.template
-                .tokens(self.engine.tokenizer(), &self.conversation(), true);
-        if let Some(w) = warning {
+    /// The prompt of a turn answering the last (user) message; `again` answers it anew
+    /// (`/regen`). `None` when it cannot fit the context: the message is dropped and the person
+    /// told why.
+    fn prompt(&mut self, again: bool) -> Result<Option<Prompt>> {
+        let conv = self.conversation();
+        let tok = self.engine.tokenizer();
+        let turn = match again.then(|| self.history.again(&conv)).flatten() {
+            Some(t) => {
+                if self.history.last_damaged() {
+                    self.say("[a context shift dropped part of this message: evaluating it again]");
+                }
+                t
+            }
+            None if self.spec.is_some() => {
+                // The speculator keeps its own cache, which does not shift: the conversation is
+                // rendered whole and must fit.
+                let mut t = History::default().next_turn(&self.template, tok, &conv, self.keep);
+                t.keep = t.tokens.len();
+                t
+            }
+            None => self
+                .history
+                .next_turn(&self.template, tok, &conv, self.keep),
+        };
+        if let Some(w) = &turn.warning {
             if !self.warned {
-                ui::warn(&w);
+                ui::warn(w);
                 self.warned = true;
             }
         }
         let n_ctx = self.engine.n_ctx();
-        if tokens.len() >= n_ctx {
-            self.messages.pop();
-            self.say(&format!(
-                "the conversation is {} tokens with this message, the context holds {n_ctx} (-c): /clear to start over",
-                tokens.len()
-            ));
-            return Ok(());
+        let mut prompt = turn.tokens.clone();
+        let shift = self.shift && self.spec.is_none();
+        let fits = if shift {
+            self.engine.set_context_shift(Some(turn.keep));
+            match self.engine.make_room(&mut prompt) {
+                Ok(shifts) => Some(shifts),
+                Err(EngineError::PromptTooLong { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            (prompt.len() < n_ctx).then(Vec::new)
+        };
+        if let Some(shifts) = fits {
+            return Ok(Some(Prompt {
+                turn,
+                tokens: prompt,
+                shifts,
+            }));
         }
+        self.messages.pop();
+        let own = turn.own().len();
+        let why = if shift && turn.start > 0 && turn.keep + own >= n_ctx {
+            format!(
+                "this message needs {own} tokens after the {} kept at the start, the context holds {n_ctx} (-c): send a shorter one",
+                turn.keep
+            )
+        } else {
+            let off = match (self.shift, self.spec.is_some()) {
+                (false, _) => " and context shift is off",
+                (true, true) => " and context shift is off with --draft",
+                (true, false) => "",
+            };
+            format!(
+                "the conversation is {} tokens with this message, the context holds {n_ctx} (-c){off}: /clear to start over",
+                turn.tokens.len()
+            )
+        };
+        self.say(&why);
+        Ok(None)
+    }
+
+    /// Answers the last (user) message, streaming the reply to stdout; `again` answers it anew.
+    fn reply(&mut self, again: bool) -> Result<()> {
+        let Some(Prompt {
+            turn,
+            tokens,
+            mut shifts,
+        }) = self.prompt(again)?
+        else {
+            return Ok(());
+        };
+        let n_ctx = self.engine.n_ctx();
         INTERRUPT.store(false, Ordering::Relaxed);
         let mut bar = progress::PrefillProgress::new();
         let mut out = std::io::stdout().lock();
@@ -530,6 +639,14 @@ impl Session<'_, '_> {
         writeln!(out)?;
         out.flush()?;
         drop(out);
+        shifts.extend_from_slice(&gen.shifts);
+        if !shifts.is_empty() {
+            let dropped: usize = shifts.iter().map(|&(_, d)| d).sum();
+            self.say(&format!(
+                "[context shift: the conversation outgrew the context ({n_ctx} tokens, -c); kept the first {} tokens and dropped {dropped} older ones]",
+                turn.keep
+            ));
+        }
         match gen.end {
             End::Interrupted => self.say("[stopped]"),
             End::ContextFull => self.say(&format!(
@@ -545,7 +662,10 @@ impl Session<'_, '_> {
             // Stopped before any reply: the message stays unanswered (and in the history), so
             // the conversation does not carry an empty assistant turn.
             self.messages.pop();
+            self.history.commit(turn, &shifts, &[]);
+            self.history.undo();
         } else {
+            self.history.commit(turn, &shifts, &gen.tokens);
             self.messages
                 .push(Message::new(Role::Assistant, gen.text.clone()));
         }
@@ -640,6 +760,7 @@ fn speculate(
         end,
         t_prompt: o.t_prompt,
         t_gen: o.t_gen,
+        shifts: Vec::new(),
     })
 }
 

@@ -136,11 +136,32 @@ pub fn resolve_model(given: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// `-c` or the default, checked.
+/// llama.cpp rounds every context size up to a multiple of this (`llama_context`'s
+/// `GGML_PAD(n_ctx, 256)`); the same rounding keeps our cache's cell placement, and so where
+/// a context shift happens, equal to llama.cpp's for any `-c`.
+pub const CTX_PAD: usize = 256;
+
+/// The context a run gets: `-c` or the default, checked, rounded up to a multiple of
+/// [`CTX_PAD`] as llama.cpp rounds it.
 pub fn context_size(ctx: Option<usize>, n_ctx_train: usize) -> Result<usize> {
-    match ctx {
+    let n = match ctx {
         Some(0) => bail!("-c/--ctx-size must be at least 1"),
-        Some(c) => Ok(c),
-        None => Ok(DEFAULT_CTX.min(n_ctx_train.max(1))),
+        Some(c) => c,
+        None => DEFAULT_CTX.min(n_ctx_train.max(1)),
+    };
+    n.checked_next_multiple_of(CTX_PAD)
+        .with_context(|| format!("-c/--ctx-size {n} is too large"))
+}
+
+/// `-c N` as given and what it became, for `--verbose`: "N tokens" or "N tokens (-c M rounded
+/// up to a multiple of 256, as llama.cpp does)".
+pub fn context_note(ctx: Option<usize>, n_ctx: usize) -> String {
+    match ctx {
+        Some(c) if c != n_ctx => {
+            format!(
+                "{n_ctx} tokens (-c {c} rounded up to a multiple of {CTX_PAD}, as llama.cpp does)"
+            )
+        }
+        _ => format!("{n_ctx} tokens"),
     }
 }

@@ -123,8 +123,12 @@ fn kv_estimate(file: &GgufFile, ctx: Option<usize>) -> Result<String> {
     } else {
         String::new()
     };
+    let asked = match ctx {
+        Some(c) if c != n_ctx => format!("-c {c} (rounded up to {n_ctx} as llama.cpp does)"),
+        _ => format!("-c {n_ctx}"),
+    };
     Ok(format!(
-        "kv cache:      -c {n_ctx}: {:.1} MiB as f16{q8} ({shape})",
+        "kv cache:      {asked}: {:.1} MiB as f16{q8} ({shape})",
         mib(CacheType::F16)
     ))
 }

@@ -200,7 +200,8 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         writeln!(
             err,
-            "context: {n_ctx} tokens, threads: {}, prompt: {} tokens",
+            "context: {}, threads: {}, prompt: {} tokens",
+            common::context_note(args.ctx_size, n_ctx),
             model.n_threads(),
             tokens.len()
         )?;

@@ -88,6 +88,9 @@ pub struct Generation {
     pub end: End,
     pub t_prompt: Duration,
     pub t_gen: Duration,
+    /// Context shifts done while generating, as `(keep, discard)` over the prompt followed by
+    /// the generated tokens (see [`State::drain_shifts`]).
+    pub shifts: Vec<(usize, usize)>,
 }
 
 impl Generation {
@@ -153,6 +156,11 @@ impl<'m, 'g> Engine<'m, 'g> {
         self.state.set_context_shift(keep);
     }
 
+    /// The sequence's state (its KV cache), for inspection.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
     /// The tokens in the cache (the last prompt and what was generated after it).
     pub fn cached(&self) -> &[u32] {
         &self.cached
@@ -163,6 +171,64 @@ impl<'m, 'g> Engine<'m, 'g> {
         self.state.truncate(0);
         self.cached.clear();
         self.prompt_logits = None;
+    }
+
+    /// Makes room for `prompt` before [`Engine::generate`] as llama-cli does for new input that
+    /// would fill the context: while the prompt leaves no room to generate, keeps the cached
+    /// prefix it shares and context-shifts it (the first `keep` tokens of
+    /// [`Engine::set_context_shift`] stay, the older half of the rest goes, kept keys are
+    /// re-rotated), removing the same tokens from `prompt`. Returns the shifts done, as
+    /// `(keep, discard)` over `prompt`. Without context shift, or when the shared prefix is too
+    /// short to free enough, nothing changes and the error says how long the prompt is.
+    pub fn make_room(&mut self, prompt: &mut Vec<u32>) -> Result<Vec<(usize, usize)>, EngineError> {
+        let n_ctx = self.state.n_ctx();
+        if prompt.len() < n_ctx {
+            return Ok(Vec::new());
+        }
+        let too_long = EngineError::PromptTooLong {
+            n_prompt: prompt.len(),
+            n_ctx,
+        };
+        let Some(keep) = self.state.context_shift() else {
+            return Err(too_long);
+        };
+        let common = self
+            .cached
+            .iter()
+            .zip(prompt.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Check first that shifting the shared prefix frees enough, so that a refused prompt
+        // leaves the cache as it was.
+        let (mut n_past, mut len) = (common, prompt.len());
+        while len >= n_ctx {
+            let discard = n_past.saturating_sub(keep) / 2;
+            if discard == 0 {
+                return Err(too_long);
+            }
+            n_past -= discard;
+            len -= discard;
+        }
+        let n = self.state.truncate(common);
+        self.cached.truncate(n);
+        let mut shifts = Vec::new();
+        while prompt.len() >= n_ctx {
+            if self.state.len().saturating_sub(keep) < 2 {
+                // A window ring could not keep the shared prefix (truncate emptied it).
+                return Err(EngineError::PromptTooLong {
+                    n_prompt: prompt.len(),
+                    n_ctx,
+                });
+            }
+            self.model.context_shift(&mut self.state)?;
+            for (k, d) in self.state.drain_shifts() {
+                self.cached.drain(k..k + d);
+                prompt.drain(k..k + d);
+                shifts.push((k, d));
+            }
+            self.prompt_logits = None;
+        }
+        Ok(shifts)
     }
 
     /// Makes the cache hold `prompt` and returns the logits after its last token, evaluating
@@ -242,6 +308,7 @@ impl<'m, 'g> Engine<'m, 'g> {
             end: End::Interrupted,
             t_prompt: Duration::ZERO,
             t_gen: Duration::ZERO,
+            shifts: Vec::new(),
         };
         let Some((logits, n_prefilled)) = self.prefill(prompt, interrupt, on_progress)? else {
             gen.t_prompt = t0.elapsed();
@@ -280,11 +347,16 @@ impl<'m, 'g> Engine<'m, 'g> {
         // shifts removed runs of tokens from it.
         let mut all = prompt.to_vec();
         all.extend_from_slice(&gen.tokens);
-        for (keep, discard) in self.state.drain_shifts() {
+        gen.shifts = self.state.drain_shifts();
+        for &(keep, discard) in &gen.shifts {
             all.drain(keep.min(all.len())..(keep + discard).min(all.len()));
         }
         all.truncate(self.state.len());
         self.cached = all;
+        if !gen.shifts.is_empty() {
+            // The kept logits belong to positions a shift has moved.
+            self.prompt_logits = None;
+        }
         gen.end = result?;
         if gen.end != End::Stop {
             let rest = out.finish();
