@@ -230,3 +230,97 @@ fn chat_shift_keeps_exactly_the_kept_tokens() {
     assert!(worst_k <= 1.0 / 256.0, "keys off by {worst_k:.2e}");
     assert!(worst_v <= 1.0 / 256.0, "values off by {worst_v:.2e}");
 }
+
+#[test]
+fn regen_after_a_shift_cut_into_the_turn_evaluates_it_again() {
+    let Some(g) = model_file() else { return };
+    let tok = Tokenizer::from_gguf(&g).expect("tokenizer");
+    let model = Model::load(&g, &ModelOptions { n_threads: 2 }).expect("load");
+    let t = ChatTemplate::builtin(Builtin::Gemma);
+    let n_ctx = 256;
+    let mut engine = Engine::new(&model, &tok, n_ctx).expect("engine");
+    let greedy = || {
+        Sampler::new(SamplerParams {
+            temp: 0.0,
+            ..SamplerParams::default()
+        })
+    };
+    let generate = |engine: &mut Engine, prompt: &[u32], n: usize| {
+        let opts = GenOptions {
+            n_predict: Some(n),
+            stops: Vec::new(),
+        };
+        engine
+            .generate(
+                prompt,
+                &mut greedy(),
+                &opts,
+                None,
+                &mut |_, _| {},
+                &mut |_| Ok(()),
+            )
+            .expect("generate")
+    };
+    // A first message of ~230 tokens and a reply long enough to fill the context: the shift
+    // while decoding drops the older half after the kept system part, inside the message.
+    let text = format!(
+        "Count the words: {} End.",
+        "alpha beta gamma delta epsilon zeta eta theta. ".repeat(22)
+    );
+    let conv = vec![
+        Message::new(Role::System, "Answer briefly."),
+        Message::new(Role::User, text.as_str()),
+    ];
+    let mut h = History::default();
+    let turn = h.next_turn(&t, &tok, &conv, Keep::System);
+    let first_prompt = turn.tokens.clone();
+    assert!(
+        first_prompt.len() > 200 && first_prompt.len() < 245,
+        "{}",
+        first_prompt.len()
+    );
+    engine.set_context_shift(Some(turn.keep));
+    let mut prompt = turn.tokens.clone();
+    let mut shifts = engine.make_room(&mut prompt).expect("room");
+    assert!(shifts.is_empty());
+    // Unless the model ends its reply within a few tokens, it runs into the context.
+    let mut sampler = greedy();
+    let opts = GenOptions {
+        n_predict: Some(60),
+        stops: Vec::new(),
+    };
+    let gen = engine
+        .generate(
+            &prompt,
+            &mut sampler,
+            &opts,
+            None,
+            &mut |_, _| {},
+            &mut |_| Ok(()),
+        )
+        .expect("generate");
+    shifts.extend_from_slice(&gen.shifts);
+    let first_reply = gen.tokens.clone();
+    h.commit(turn, &shifts, &gen.tokens);
+    if shifts.is_empty() {
+        // The model ended its reply before the context filled: nothing to regenerate anew.
+        eprintln!(
+            "the reply ended after {} tokens, before a shift",
+            first_reply.len()
+        );
+        assert!(!h.last_damaged());
+        return;
+    }
+    assert!(h.last_damaged(), "the shift did not cut into the message");
+    assert!(h.tokens().len() < first_prompt.len());
+
+    // /regen: the whole message again, evaluated anew after the kept start, and greedy gives
+    // the reply it gave the first time.
+    let again = h.again(&conv).expect("again");
+    assert_eq!(again.tokens, first_prompt);
+    let mut prompt = again.tokens.clone();
+    assert!(engine.make_room(&mut prompt).expect("room").is_empty());
+    let regen = generate(&mut engine, &prompt, 8);
+    assert!(regen.n_prefilled >= first_prompt.len() - again.keep);
+    assert_eq!(regen.tokens[..], first_reply[..regen.tokens.len()]);
+}
