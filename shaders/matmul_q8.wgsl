@@ -33,11 +33,17 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // A zero the compiler cannot see (common/fma_soft.wgsl): flags use bit 0 only.
+fn aqe(i: u32) -> i32 {
+    return aq[i >> 2u][i & 3u];
+}
+
 fn opaque_zero() -> u32 {
     return p.flags >> 31u;
 }
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
-@group(0) @binding(2) var<storage, read_write> aq: array<i32>;
+// The activation quants, read four at a time (quantize_act.wgsl writes one i32 each; blocks are
+// 32 or 256 long, so a block's quants start on a vec4).
+@group(0) @binding(2) var<storage, read_write> aq: array<vec4<i32>>;
 @group(0) @binding(3) var<storage, read_write> ad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 

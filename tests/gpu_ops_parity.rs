@@ -230,14 +230,22 @@ fn quantized_activation_matmul_matches_cpu() {
                 let got = read(&gpu, &gy, n_tok * m, &what);
                 let mut cpu = vec![0.0f32; n_tok * m];
                 matmul(&pool, &qm, &x, n_tok, &mut cpu, &mut Vec::new());
-                check(&got, &cpu, 1e-10, &format!("{what} quantized vs CPU matmul"));
+                check(
+                    &got,
+                    &cpu,
+                    1e-10,
+                    &format!("{what} quantized vs CPU matmul"),
+                );
                 if exact && (ty != GgmlType::Q4_K || m % 8 == 0) {
                     let diff = got
                         .iter()
                         .zip(&cpu)
                         .filter(|(a, b)| a.to_bits() != b.to_bits())
                         .count();
-                    assert_eq!(diff, 0, "{what}: {diff} outputs not bit-identical to the CPU's");
+                    assert_eq!(
+                        diff, 0,
+                        "{what}: {diff} outputs not bit-identical to the CPU's"
+                    );
                 }
             }
         }
@@ -357,7 +365,9 @@ fn rope_matches_cpu() {
                 let row = &mut want[t * n_head * hd..(t + 1) * n_head * hd];
                 ops::rope(row, hd, n_rot, style, &cs[t * n_rot..(t + 1) * n_rot]);
             }
-            check(&got, &want, 1e-10, &format!("rope {style:?} n_rot {n_rot}"));
+            let what = format!("rope {style:?} n_rot {n_rot}");
+            check(&got, &want, 1e-10, &what);
+            same(&got, &want, &what);
         }
     }
 }
@@ -381,7 +391,8 @@ fn softmax_matches_cpu() {
 /// Attention for decode and prefill, with and without a sliding window, with GQA groups of 1, 2
 /// and 4, head dims not multiples of 64, against `cpu::attention` on the same f16-rounded cache.
 /// Both round q and the softmax weights to f16; a weight that lands on the other side of an f16
-/// rounding boundary moves the output by ~2^-11 relative, so the budget is 1e-6.
+/// rounding boundary moves the output by ~2^-11 relative, so the budget is 1e-6; beyond the
+/// budget, every output must equal the CPU's (the kernel mirrors its order).
 #[test]
 fn attention_matches_cpu() {
     let Some(gpu) = open() else { return };
@@ -427,7 +438,21 @@ fn attention_matches_cpu() {
         let what =
             format!("attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?}");
         check(&got, &want, 1e-6, &what);
+        // The kernel follows the CPU's float order step for step (shaders/attention.wgsl).
+        same(&got, &want, &what);
     }
+}
+
+/// Every output equal to the CPU's (signed zeros aside): for the kernels that follow the CPU's
+/// float order step for step, which is what keeps greedy decoding on the GPU identical.
+fn same(got: &[f32], want: &[f32], what: &str) {
+    let diff = got.iter().zip(want).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        diff,
+        0,
+        "{what}: {diff} of {} outputs differ from the CPU's",
+        want.len()
+    );
 }
 
 /// Storing into the cache rounds to f16 exactly as the CPU cache does (subnormals included), at

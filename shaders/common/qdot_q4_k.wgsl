@@ -6,6 +6,11 @@
 // acc = fma_x(sum isum_c, d_w * d_a, acc), accm likewise with dmin; the gemm order (`batch`): the
 // same FMA per chunk. The result is acc - accm. Other matrices: the scalar reference's
 // acc + (d * isum - dmin * summ) per block.
+// The four bytes of a word as unsigned values.
+fn bytes4(q: u32) -> vec4<i32> {
+    return vec4<i32>(i32(q & 0xffu), i32((q >> 8u) & 0xffu), i32((q >> 16u) & 0xffu), i32(q >> 24u));
+}
+
 fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
     var acc = 0.0;
     var accm = 0.0;
@@ -25,14 +30,15 @@ fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
             var hi = 0;
             var alo = 0;
             var ahi = 0;
-            for (var i = 0u; i < 32u; i = i + 1u) {
-                let q = wbyte(b + 16u + 32u * c + i);
-                let xl = aq[a0 + 64u * c + i];
-                let xh = aq[a0 + 64u * c + 32u + i];
-                lo = lo + i32(q & 0xfu) * xl;
-                hi = hi + i32(q >> 4u) * xh;
-                alo = alo + xl;
-                ahi = ahi + xh;
+            let ones = vec4<i32>(1);
+            for (var w = 0u; w < 8u; w = w + 1u) {
+                let q = wword(b + 16u + 32u * c + 4u * w);
+                let xl = aq[((a0 + 64u * c) >> 2u) + w];
+                let xh = aq[((a0 + 64u * c + 32u) >> 2u) + w];
+                lo = lo + dot(bytes4(q & 0x0f0f0f0fu), xl);
+                hi = hi + dot(bytes4((q >> 4u) & 0x0f0f0f0fu), xh);
+                alo = alo + dot(xl, ones);
+                ahi = ahi + dot(xh, ones);
             }
             let is = i32(sm_lo.x) * lo + i32(sm_hi.x) * hi;
             let im = i32(sm_lo.y) * alo + i32(sm_hi.y) * ahi;

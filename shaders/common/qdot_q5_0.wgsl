@@ -11,15 +11,15 @@ fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
         let d = wf16(b) * ad[blk0 + bi];
         let qh = wword(b + 2u);
         for (var l = 0u; l < 8u; l = l + 1u) {
-            var s = 0;
-            for (var k = 0u; k < 4u; k = k + 1u) {
-                let e = 4u * l + k;
-                let byte = wbyte(b + 6u + (e & 15u));
-                let nib = (byte >> (4u * (e >> 4u))) & 0xfu;
-                let q = i32(nib | (((qh >> e) & 1u) << 4u)) - 16;
-                s = s + q * aq[a0 + e];
-            }
-            acc[l] = fma_x(d, f32(s), acc[l]);
+            // Elements 4l..4l+3: nibbles of bytes 4(l % 4).. of qs, low for l < 4, high after.
+            let q = (wword(b + 6u + 4u * (l & 3u)) >> (4u * (l >> 2u))) & 0x0f0f0f0fu;
+            let h = (qh >> (4u * l)) & 0xfu;
+            let wq = vec4<i32>(
+                i32((q & 0xfu) | ((h & 1u) << 4u)),
+                i32(((q >> 8u) & 0xfu) | ((h & 2u) << 3u)),
+                i32(((q >> 16u) & 0xfu) | ((h & 4u) << 2u)),
+                i32(((q >> 24u) & 0xfu) | ((h & 8u) << 1u))) - vec4<i32>(16);
+            acc[l] = fma_x(d, f32(dot(wq, aq[(a0 >> 2u) + l])), acc[l]);
         }
     }
     return hsum8(acc);

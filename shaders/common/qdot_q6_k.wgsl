@@ -9,12 +9,15 @@ fn q6k_sc(b: u32, i: u32) -> i32 {
     return bitcast<i32>(wbyte(b + 192u + i) << 24u) >> 24u;
 }
 
+// The sum of Q8_K group g (16 quants) of the block at a0.
 fn q8k_bsum(a0: u32, g: u32) -> i32 {
-    var s = 0;
-    for (var i = 0u; i < 16u; i = i + 1u) {
-        s = s + aq[a0 + 16u * g + i];
-    }
-    return s;
+    let i = (a0 + 16u * g) >> 2u;
+    return dot((aq[i] + aq[i + 1u]) + (aq[i + 2u] + aq[i + 3u]), vec4<i32>(1));
+}
+
+// The four bytes of a word as unsigned values.
+fn bytes4(q: u32) -> vec4<i32> {
+    return vec4<i32>(i32(q & 0xffu), i32((q >> 8u) & 0xffu), i32((q >> 16u) & 0xffu), i32(q >> 24u));
 }
 
 fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
@@ -38,13 +41,9 @@ fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
                 let lo_off = ql + 32u * (c & 1u);
                 let lo_shift = 4u * (c >> 1u);
                 for (var l = 0u; l < 8u; l = l + 1u) {
-                    var s = 0;
-                    for (var k = 0u; k < 4u; k = k + 1u) {
-                        let e = 4u * l + k;
-                        let low = (wbyte(lo_off + e) >> lo_shift) & 0xfu;
-                        let high = (wbyte(qh + e) >> (2u * c)) & 3u;
-                        s = s + i32(low | (high << 4u)) * aq[q8 + e];
-                    }
+                    let low = (wword(lo_off + 4u * l) >> lo_shift) & 0x0f0f0f0fu;
+                    let high = (wword(qh + 4u * l) >> (2u * c)) & 0x03030303u;
+                    let s = dot(bytes4(low | (high << 4u)), aq[(q8 >> 2u) + l]);
                     lane[l] = lane[l] + s * q6k_sc(b, 8u * j + 2u * c + l / 4u);
                 }
             }

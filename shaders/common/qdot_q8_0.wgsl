@@ -11,11 +11,9 @@ fn row_dot(base: u32, blk0: u32, n_blk: u32, batch: bool) -> f32 {
         let d = wf16(b) * ad[blk0 + bi];
         for (var l = 0u; l < 8u; l = l + 1u) {
             let q = wword(b + 2u + 4u * l);
-            var s = 0;
-            for (var k = 0u; k < 4u; k = k + 1u) {
-                s = s + (bitcast<i32>(q << (24u - 8u * k)) >> 24u) * aq[a0 + 4u * l + k];
-            }
-            acc[l] = fma_x(d, f32(s), acc[l]);
+            let wq = vec4<i32>(bitcast<i32>(q << 24u) >> 24u, bitcast<i32>(q << 16u) >> 24u,
+                               bitcast<i32>(q << 8u) >> 24u, bitcast<i32>(q) >> 24u);
+            acc[l] = fma_x(d, f32(dot(wq, aq[(a0 >> 2u) + l])), acc[l]);
         }
     }
     return hsum8(acc);

@@ -499,9 +499,7 @@ fn probe_fused_fma(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<bool, G
         Ok(Err(e)) => return Err(fail(e.to_string())),
         Err(e) => return Err(fail(e.to_string())),
     }
-    let view = read
-        .get_mapped_range(..)
-        .map_err(|e| fail(e.to_string()))?;
+    let view = read.get_mapped_range(..).map_err(|e| fail(e.to_string()))?;
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&view);
     Ok(got.get(3).copied() == Some(a.mul_add(a, c)))
 }

@@ -458,7 +458,15 @@ impl GpuModel {
                 n,
                 &st.attn,
             )?;
-            b = tap(g, b, trace, "kqv_out", il, &st.attn, n * hp.n_head * hp.head_dim_v)?;
+            b = tap(
+                g,
+                b,
+                trace,
+                "kqv_out",
+                il,
+                &st.attn,
+                n * hp.n_head * hp.head_dim_v,
+            )?;
             linear(&mut b, st, &lw.wo, &st.attn, n, &st.proj)?;
             b = tap(g, b, trace, "attn_out", il, &st.proj, n * e)?;
             if let Some(pn) = &lw.attn_post_norm {
