@@ -222,6 +222,17 @@ pub fn argmax(c: &Candidates) -> Option<u32> {
         .map(|cand| cand.id)
 }
 
+/// [`argmax`] over raw logits (id = index): the largest by `total_cmp`, the lowest id on a tie.
+pub fn argmax_logits(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if best.is_none_or(|(_, b)| l.total_cmp(&b).is_gt()) {
+            best = Some((i, l));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
 /// Draws one token from the softmax of the current candidates, in their current order, with one
 /// uniform number from `rng`; also leaves the normalised probabilities in `p`. As llama.cpp's `dist`
 /// sampler: exp in f32, sums in f64, first candidate whose running sum reaches `u * total`.
@@ -409,6 +420,10 @@ impl Sampler {
         if logits.is_empty() {
             return Err(SampleError::EmptyLogits);
         }
+        if self.params.temp <= 0.0 && !self.penalties_enabled() {
+            // Plain greedy: no candidate list to build (262144 entries for Gemma, every token).
+            return argmax_logits(logits).ok_or(SampleError::EmptyLogits);
+        }
         let mut cands = std::mem::take(&mut self.cands);
         cands.fill(logits);
         let p = &self.params;
@@ -442,6 +457,24 @@ mod tests {
 
     fn cands(logits: &[f32]) -> Candidates {
         Candidates::from_logits(logits)
+    }
+
+    #[test]
+    fn argmax_over_logits_agrees_with_the_candidate_argmax() {
+        for logits in [
+            vec![0.5, 2.0, -1.0, 2.0],
+            vec![f32::NEG_INFINITY, -3.0],
+            vec![-0.0, 0.0],
+            vec![1.0],
+        ] {
+            assert_eq!(
+                argmax_logits(&logits),
+                argmax(&cands(&logits)),
+                "{logits:?}"
+            );
+        }
+        assert_eq!(argmax_logits(&[0.5, 2.0, -1.0, 2.0]), Some(1));
+        assert_eq!(argmax_logits(&[]), None);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub fn flash_attention(
         Form::OneChunk
     };
     let group = p.n_head / p.n_head_kv;
+    let keys_t = match form {
+        Form::Tiled => KeysT::new(kv, p, n_kv),
+        _ => None,
+    };
     pool.for_each_chunk(out, hdv, &|i, o| {
         let (t, h) = (i / p.n_head, i % p.n_head);
         let row = Row {
@@ -77,7 +81,12 @@ pub fn flash_attention(
         match form {
             Form::OneChunk => row.one_chunk_final(o),
             Form::Split(nth) => row.split(nth, o),
-            Form::Tiled => row.tiled(o),
+            Form::Tiled => match &keys_t {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `KeysT::new` returns a table only where avx2, fma and f16c exist.
+                Some(kt) => unsafe { row.tiled_avx2(kt, o) },
+                _ => row.tiled(o),
+            },
         }
     });
 }
@@ -97,6 +106,47 @@ struct Row<'a> {
     kvh: usize,
     pos: i64,
     n_kv: usize,
+}
+
+/// The keys of one call widened to f32 and transposed, `[kv_head][dim][cell]` with the cells
+/// padded to whole tiles: what lets the tiled form score eight cells per vector while each score
+/// stays one FMA chain over the dimensions, in order. Built once per call, read by every row.
+struct KeysT {
+    data: Vec<f32>,
+    /// Cells per dimension row (`n_kv` rounded up to a whole tile).
+    ld: usize,
+}
+
+impl KeysT {
+    /// `None` where the vector form does not apply (no avx2/fma/f16c, value rows not whole lanes).
+    fn new(kv: &KvView<'_>, p: &AttnParams, n_kv: usize) -> Option<KeysT> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let RowsRef::F16(keys) = kv.keys else {
+                return None;
+            };
+            if !crate::quant::x86::avx2_available() || !p.head_dim_v.is_multiple_of(8) {
+                return None;
+            }
+            let (hd, nh) = (p.head_dim, p.n_head_kv);
+            let ld = n_kv.next_multiple_of(TILE_KV);
+            let mut data = vec![0.0f32; nh * hd * ld];
+            for c in 0..kv.pos.len().min(n_kv) {
+                for h in 0..nh {
+                    let row = &keys[(c * nh + h) * hd..(c * nh + h + 1) * hd];
+                    for (d, &k) in row.iter().enumerate() {
+                        data[(h * hd + d) * ld + c] = k.to_f32();
+                    }
+                }
+            }
+            Some(KeysT { data, ld })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kv, p, n_kv);
+            None
+        }
+    }
 }
 
 fn round_f16(x: f32) -> f32 {
@@ -142,6 +192,53 @@ impl Row<'_> {
     /// `ggml_vec_dot_f16` scores, libm `expf`, the value sum rounded to f16 after every update
     /// (`ggml_vec_scale_f16`, `ggml_vec_mad_f16`), and `S = fma(S, ms, vs)` (GCC contracts it).
     fn one_chunk(&self, c0: usize, c1: usize) -> Partial {
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::x86::avx2_available() && self.p.head_dim_v.is_multiple_of(8) {
+            // SAFETY: the CPU has avx2, fma and f16c (checked just above).
+            return unsafe { self.one_chunk_avx2(c0, c1) };
+        }
+        self.one_chunk_portable(c0, c1)
+    }
+
+    /// [`Row::one_chunk`] with ggml's f16 vector helpers (`quant::x86::avx2::f16_rows`), reading
+    /// the cache rows in place.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn one_chunk_avx2(&self, c0: usize, c1: usize) -> Partial {
+        use crate::quant::x86::avx2::{f16_rows, fma1};
+        let (hd, hdv) = (self.p.head_dim, self.p.head_dim_v);
+        let (RowsRef::F16(keys), RowsRef::F16(values)) = (self.kv.keys, self.kv.values) else {
+            unreachable!("f16 keys and values (checked by `supports`)")
+        };
+        let qh: Vec<f32> = self.q.iter().map(|&x| round_f16(x)).collect();
+        let mut acc = vec![0.0f32; hdv];
+        let (mut m, mut s) = (f32::NEG_INFINITY, 0.0f32);
+        for c in c0..c1 {
+            if !self.visible(c) {
+                continue;
+            }
+            let ko = (c * self.p.n_head_kv + self.kvh) * hd;
+            // SAFETY (this and the calls below): avx2, fma and f16c are enabled for this fn.
+            let score = unsafe { f16_rows::dot(&keys[ko..ko + hd], &qh) } * self.p.scale + 0.0;
+            let (mut ms, mut vs) = (1.0f32, 1.0f32);
+            if score > m {
+                let old = m;
+                m = score;
+                ms = (old - m).exp();
+                // SAFETY: as above.
+                unsafe { f16_rows::scale_round(&mut acc, ms) };
+            } else {
+                vs = (score - m).exp();
+            }
+            let vo = (c * self.p.n_head_kv + self.kvh) * hdv;
+            // SAFETY: as above.
+            unsafe { f16_rows::mad_round(&mut acc, &values[vo..vo + hdv], vs) };
+            s = fma1(s, ms, vs);
+        }
+        Partial { m, s, v: acc }
+    }
+
+    fn one_chunk_portable(&self, c0: usize, c1: usize) -> Partial {
         let (hd, hdv) = (self.p.head_dim, self.p.head_dim_v);
         let qh: Vec<f32> = self.q.iter().map(|&x| round_f16(x)).collect();
         let mut krow = vec![0.0f32; hd];
@@ -281,6 +378,185 @@ impl Row<'_> {
         let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
         for (o, &v) in out.iter_mut().zip(&acc) {
             *o = v * inv;
+        }
+    }
+
+    /// [`Row::tiled`] eight lanes at a time, the same float steps in the same order: scores eight
+    /// cells per vector from the transposed keys (each lane one FMA chain over the dimensions),
+    /// values eight dimensions per vector (each lane one FMA chain over the tile's cells).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn tiled_avx2(&self, kt: &KeysT, out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (hd, hdv) = (self.p.head_dim, self.p.head_dim_v);
+        let RowsRef::F16(values) = self.kv.values else {
+            unreachable!("f16 values (checked by `supports`)")
+        };
+        let kt_h = &kt.data[self.kvh * hd * kt.ld..(self.kvh + 1) * hd * kt.ld];
+        let mut kq = [0.0f32; TILE_KV];
+        let mut acc = vec![0.0f32; hdv];
+        let (mut m, mut s) = (f32::NEG_INFINITY, 0.0f32);
+        for ic in (0..self.n_kv).step_by(TILE_KV) {
+            let n = TILE_KV.min(self.n_kv - ic);
+            if !(ic..ic + n).any(|c| self.visible(c)) {
+                continue;
+            }
+            // All eight cell groups of the tile at once: eight independent chains, so the FMA
+            // latency is hidden, while each lane's chain still runs over the dimensions in order.
+            let mut a = [_mm256_setzero_ps(); TILE_KV / 8];
+            for (d, &q) in self.q.iter().enumerate() {
+                let kd = &kt_h[d * kt.ld + ic..d * kt.ld + ic + TILE_KV];
+                let qv = _mm256_set1_ps(q);
+                for (g, a) in a.iter_mut().enumerate() {
+                    // SAFETY: `kd` holds a whole tile of f32 (the cells are padded to tiles).
+                    let k8 = unsafe { _mm256_loadu_ps(kd.as_ptr().add(8 * g)) };
+                    *a = _mm256_fmadd_ps(k8, qv, *a);
+                }
+            }
+            let mut dots = [0.0f32; TILE_KV];
+            for (g, a) in a.iter().enumerate() {
+                // SAFETY: each group is eight f32 of `dots`.
+                unsafe { _mm256_storeu_ps(dots.as_mut_ptr().add(8 * g), *a) };
+            }
+            for (tk, (e, &dot)) in kq.iter_mut().zip(&dots).enumerate() {
+                *e = if tk < n && self.visible(ic + tk) {
+                    dot * self.p.scale + 0.0
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if tile_max == f32::NEG_INFINITY {
+                continue;
+            }
+            let m_new = m.max(tile_max);
+            if m_new > m {
+                let ms = (m - m_new).exp();
+                for a in acc.iter_mut() {
+                    *a *= ms;
+                }
+                s *= ms;
+            }
+            m = m_new;
+            let mut sum = 0.0f64;
+            for g in kq.chunks_exact_mut(8) {
+                for e in g.iter_mut() {
+                    *e = ggml_expf(*e - m);
+                }
+                let lanes: &[f32; 8] = (&*g).try_into().expect("eight lanes");
+                sum += f64::from(hsum8(lanes));
+            }
+            s = (f64::from(s) + sum) as f32;
+            // Four eight-dimension groups at once (independent chains, as for the scores), each
+            // lane one chain over the tile's cells in order.
+            const GROUPS: usize = 4;
+            let zero = _mm256_setzero_ps();
+            for d0 in (0..hdv).step_by(8 * GROUPS) {
+                let ng = GROUPS.min((hdv - d0) / 8);
+                let mut a = [zero; GROUPS];
+                for (j, a) in a.iter_mut().enumerate().take(ng) {
+                    // SAFETY: group j is eight f32 of `acc` (hdv is a multiple of 8).
+                    *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(d0 + 8 * j)) };
+                }
+                for (tk, &w) in kq.iter().enumerate() {
+                    let wv = _mm256_set1_ps(w);
+                    // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
+                    if tk < n && w != 0.0 {
+                        let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
+                        let v8 = &values[vo..vo + 8 * ng];
+                        for (j, a) in a.iter_mut().enumerate().take(ng) {
+                            // SAFETY: `v8` holds eight f16 (16 bytes) at 8 * j.
+                            let v = _mm256_cvtph_ps(unsafe {
+                                _mm_loadu_si128(v8.as_ptr().add(8 * j) as *const __m128i)
+                            });
+                            *a = _mm256_fmadd_ps(wv, v, *a);
+                        }
+                    } else {
+                        for a in a.iter_mut().take(ng) {
+                            *a = _mm256_fmadd_ps(wv, zero, *a);
+                        }
+                    }
+                }
+                for (j, a) in a.iter().enumerate().take(ng) {
+                    // SAFETY: as above.
+                    unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(d0 + 8 * j), *a) };
+                }
+            }
+        }
+        let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
+        for (o, &v) in out.iter_mut().zip(&acc) {
+            *o = v * inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f16s(n: usize, seed: u64) -> Vec<f16> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                f16::from_f32(((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0)
+            })
+            .collect()
+    }
+
+    /// The vector forms of the one-pass and tiled loops give the bits of the scalar ones (which the greedy
+    /// comparisons with llama.cpp cover), for a head size with a tail past 32 lanes and one without.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_forms_match_scalar_bits() {
+        if !crate::quant::x86::avx2_available() {
+            eprintln!("skipped: no avx2/fma/f16c on this CPU");
+            return;
+        }
+        for (hd, n_kv) in [(256, 300), (72, 97)] {
+            let p = AttnParams {
+                n_head: 4,
+                n_head_kv: 2,
+                head_dim: hd,
+                head_dim_v: hd,
+                scale: 0.125,
+                window: Some(64),
+            };
+            let keys = f16s(n_kv * 2 * hd, 1);
+            let values = f16s(n_kv * 2 * hd, 2);
+            let q: Vec<f32> = f16s(hd, 3).iter().map(|x| x.to_f32() * 3.0).collect();
+            let pos: Vec<i32> = (0..n_kv as i32)
+                .map(|c| if c % 17 == 5 { -1 } else { c })
+                .collect();
+            let kv = KvView {
+                pos: &pos,
+                keys: RowsRef::F16(&keys),
+                values: RowsRef::F16(&values),
+            };
+            for (kvh, at) in [(0, n_kv - 1), (1, n_kv / 2)] {
+                let row = Row {
+                    q: &q,
+                    kv: &kv,
+                    p: &p,
+                    kvh,
+                    pos: at as i64,
+                    n_kv,
+                };
+                let kt = KeysT::new(&kv, &p, n_kv).expect("avx2 table");
+                let (mut tiled, mut tiled_fast) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+                row.tiled(&mut tiled);
+                // SAFETY: avx2, fma and f16c were checked at the top.
+                unsafe { row.tiled_avx2(&kt, &mut tiled_fast) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&tiled_fast), bits(&tiled), "tiled, hd {hd}");
+                let fast = row.one_chunk(0, n_kv);
+                let slow = row.one_chunk_portable(0, n_kv);
+                assert_eq!(fast.m.to_bits(), slow.m.to_bits(), "hd {hd}");
+                assert_eq!(fast.s.to_bits(), slow.s.to_bits(), "hd {hd}");
+                assert_eq!(bits(&fast.v), bits(&slow.v), "hd {hd}");
+            }
         }
     }
 }

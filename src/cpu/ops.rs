@@ -99,6 +99,7 @@ pub fn softmax_inplace(x: &mut [f32]) {
 /// a degree-5 polynomial after range reduction by `ln 2`, with FMA at the same points. It differs
 /// from libm's `expf` in the last bit now and then; llama.cpp's softmax uses it, and the softmax
 /// weights are rounded to f16 next, so the same bits are needed to land on the same weights.
+#[inline(always)]
 pub fn ggml_expf(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let r = 12_582_912.0f32; // 0x1.8p23
@@ -127,6 +128,7 @@ pub fn ggml_expf(x: f32) -> f32 {
 
 /// ggml's `hsum_float_8` (and tinyBLAS's `hsum`): the upper half of eight lanes added to the lower,
 /// then pairs two apart, then the last two.
+#[inline(always)]
 pub fn hsum8(l: &[f32; 8]) -> f32 {
     let r = [l[4] + l[0], l[5] + l[1], l[6] + l[2], l[7] + l[3]];
     (r[0] + r[2]) + (r[1] + r[3])

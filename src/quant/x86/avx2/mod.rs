@@ -3,6 +3,7 @@
 //! `unsafe` `#[target_feature(enable = "avx2,fma,f16c")]` fn: callers must have checked
 //! `super::avx2_available()`; slices are length-checked inside, so no other precondition exists.
 
+pub mod f16_rows;
 pub mod ggml_order;
 pub mod kquants;
 pub mod legacy;
