@@ -321,6 +321,16 @@ mod avx2 {
         }};
     }
 
+    macro_rules! safe_tile_vnni {
+        ($f:path) => {{
+            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+                // SAFETY: handed out only after `avx2_available()` and the avxvnni check above.
+                unsafe { $f(w, a) }
+            }
+            safe as Tile2x4Fn
+        }};
+    }
+
     pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
         let same = |one: VecDotFn, four: Dot4Fn, tile: Tile2x4Fn| {
             let k = Kernel {
@@ -337,16 +347,26 @@ mod avx2 {
         // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
         // same lanes and the same final sum), so only the four-row form is new for them.
         let kernels = crate::quant::kernels(ty).ok()?;
+        // AVX-VNNI forms the same lane integers in one instruction instead of two.
+        let vnni = std::arch::is_x86_feature_detected!("avxvnni");
         match ty {
             GgmlType::Q8_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
-                safe_tile!(r4::tile2x4_q8_0),
+                if vnni {
+                    safe_tile_vnni!(r4::tile2x4_q8_0_vnni)
+                } else {
+                    safe_tile!(r4::tile2x4_q8_0)
+                },
             )),
             GgmlType::Q5_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
-                safe_tile!(r4::tile2x4_q5_0),
+                if vnni {
+                    safe_tile_vnni!(r4::tile2x4_q5_0_vnni)
+                } else {
+                    safe_tile!(r4::tile2x4_q5_0)
+                },
             )),
             GgmlType::Q6_K => Some(Orders {
                 single: Kernel {
@@ -522,12 +542,35 @@ mod tests {
                     a
                 })
                 .collect();
-            let tile = o.tile.expect("tile form");
-            let got = tile(&w[rb..3 * rb], [&acts[0], &acts[1], &acts[2], &acts[3]]);
-            for r in 0..2 {
-                for t in 0..4 {
-                    let want = (kw.vec_dot)(n, &w[(r + 1) * rb..(r + 2) * rb], &acts[t]);
-                    assert_eq!(got[r][t].to_bits(), want.to_bits(), "{ty} tile r{r} t{t}");
+            let a4 = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
+            let mut tiles = vec![("selected", o.tile.expect("tile form")(&w[rb..3 * rb], a4))];
+            use crate::quant::x86::avx2::rows4 as r4;
+            // SAFETY: avx2, fma and f16c were checked at the top (and avxvnni just below).
+            let avx2 = unsafe {
+                match ty {
+                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[rb..3 * rb], a4),
+                    _ => r4::tile2x4_q5_0(&w[rb..3 * rb], a4),
+                }
+            };
+            tiles.push(("avx2", avx2));
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                // SAFETY: as above.
+                let vnni = unsafe {
+                    match ty {
+                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[rb..3 * rb], a4),
+                        _ => r4::tile2x4_q5_0_vnni(&w[rb..3 * rb], a4),
+                    }
+                };
+                tiles.push(("vnni", vnni));
+            } else {
+                eprintln!("no avxvnni here: its tile form is not exercised");
+            }
+            for (form, got) in tiles {
+                for r in 0..2 {
+                    for t in 0..4 {
+                        let want = (kw.vec_dot)(n, &w[(r + 1) * rb..(r + 2) * rb], &acts[t]);
+                        assert_eq!(got[r][t].to_bits(), want.to_bits(), "{ty} {form} r{r} t{t}");
+                    }
                 }
             }
         }

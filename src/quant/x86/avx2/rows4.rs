@@ -177,69 +177,112 @@ fn tile_rows<'a, W: Block>(
     (xs, ys, nb)
 }
 
-/// Q5_0 · Q8_0, two weight rows (back to back in `w`) against four activation rows, `out[r][t]`:
-/// the prefill (matrix-matrix) form, where each weight block is unpacked once for four tokens and
-/// each activation block loaded once for two rows, while every (row, token) keeps the float chain
-/// of its single-row kernel (order of `legacy::vec_dot_q5_0`). The 5-bit values are used
-/// unsigned (0..31) and `16·Σa` is taken out per 32-bit lane, which gives the very lane integers
-/// of ggml's signed form.
-///
-/// # Safety
-/// See the module header.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile2x4_q5_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-    let (xs, ys, nb) = tile_rows::<BlockQ5_0>(w, a);
-    let ones8 = _mm256_set1_epi8(1);
-    let ones16 = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-    for b in 0..nb {
-        let mut qy = [_mm256_setzero_si256(); 4];
-        let mut off = [_mm256_setzero_si256(); 4];
-        let mut dy = [0.0f32; 4];
-        for t in 0..4 {
-            let y = &ys[t][b];
-            qy[t] = load_i8x32(&y.qs);
-            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qy[t]), ones16);
-            off[t] = _mm256_slli_epi32(sums, 4);
-            dy[t] = le_fp16_to_f32(y.d);
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = &xs[r * nb + b];
-            let qx = unpack5(x.qh, &x.qs);
-            let dx = le_fp16_to_f32(x.d);
-            for t in 0..4 {
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy[t]), ones16);
-                let lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, off[t]));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), lanes, acc[t]);
-            }
-        }
-    }
-    acc.map(|row| row.map(|v| hsum_ps(v)))
+/// `init + Σ ux·sy` per 32-bit lane over groups of four bytes (`ux` unsigned, `sy` signed): the
+/// lane integers of ggml's `maddubs`/`madd` pair, exact while no pair sum passes ±32767.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lane_dot_avx2(init: __m256i, ux: __m256i, sy: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(ux, sy);
+    _mm256_add_epi32(init, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-/// Q8_0 · Q8_0, two rows against four activation rows (as `tile2x4_q5_0`; order of `legacy::vec_dot_q8_0`).
-///
-/// # Safety
-/// See the module header.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile2x4_q8_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-    let (xs, ys, nb) = tile_rows::<BlockQ8_0>(w, a);
-    let ones16 = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-    for b in 0..nb {
-        let qy = [0, 1, 2, 3].map(|t| load_i8x32(&ys[t][b].qs));
-        let dy = [0, 1, 2, 3].map(|t| le_fp16_to_f32(ys[t][b].d));
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = &xs[r * nb + b];
-            let qx = load_i8x32(&x.qs);
-            let ax = _mm256_sign_epi8(qx, qx);
-            let dx = le_fp16_to_f32(x.d);
-            for t in 0..4 {
-                let sy = _mm256_sign_epi8(qy[t], qx);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones16);
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), _mm256_cvtepi32_ps(p), acc[t]);
-            }
-        }
-    }
-    acc.map(|row| row.map(|v| hsum_ps(v)))
+/// [`lane_dot_avx2`] in one AVX-VNNI instruction (which has no pair saturation at all).
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+fn lane_dot_vnni(init: __m256i, ux: __m256i, sy: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(init, ux, sy)
 }
+
+/// The four activation scales of a tile's block as f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_dy(ys: &[&[BlockQ8_0]; 4], b: usize) -> __m128 {
+    let h = |t: usize| u64::from(u16::from_le_bytes(ys[t][b].d));
+    _mm_cvtph_ps(_mm_set_epi64x(
+        0,
+        (h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48) as i64,
+    ))
+}
+
+/// The 2x4 prefill tiles (two weight rows back to back in `w` against four activation rows,
+/// `out[r][t]`), each weight block unpacked once for four tokens and each activation block loaded
+/// once for two rows, while every (row, token) keeps the float chain of its single-row kernel:
+/// `acc = fma(dx·dy, f32(lane integers), acc)` per block. The scale products are formed four at a
+/// time and broadcast from memory, so a (row, token, block) costs the lane integers, a convert
+/// and one FMA. Generated twice: for AVX2 and for AVX-VNNI, whose one instruction gives the same
+/// lane integers as AVX2's two.
+macro_rules! tiles_2x4 {
+    ($features:literal, $lane_dot:ident, $q5_0:ident, $q8_0:ident) => {
+        /// Q5_0 · Q8_0 tile (order of `legacy::vec_dot_q5_0`). The 5-bit values go in unsigned
+        /// (0..31) and each lane starts from `-16·Σy`, which gives the lane integers of ggml's
+        /// signed form.
+        ///
+        /// # Safety
+        /// See the module header; this form also needs the CPU features it is compiled for.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $q5_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+            let (xs, ys, nb) = tile_rows::<BlockQ5_0>(w, a);
+            let ones8 = _mm256_set1_epi8(1);
+            let zero = _mm256_setzero_si256();
+            let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+            for b in 0..nb {
+                let qy = [0, 1, 2, 3].map(|t| load_i8x32(&ys[t][b].qs));
+                let neg = qy.map(|q| {
+                    _mm256_sub_epi32(zero, _mm256_slli_epi32($lane_dot(zero, ones8, q), 4))
+                });
+                let dy = tile_dy(&ys, b);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = &xs[r * nb + b];
+                    let qx = unpack5(x.qh, &x.qs);
+                    let mut dd = [0.0f32; 4];
+                    let prod = _mm_mul_ps(_mm_set1_ps(le_fp16_to_f32(x.d)), dy);
+                    // SAFETY: `dd` holds four f32.
+                    unsafe { _mm_storeu_ps(dd.as_mut_ptr(), prod) };
+                    for t in 0..4 {
+                        let lanes = _mm256_cvtepi32_ps($lane_dot(neg[t], qx, qy[t]));
+                        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dd[t]), lanes, acc[t]);
+                    }
+                }
+            }
+            acc.map(|row| row.map(|v| hsum_ps(v)))
+        }
+
+        /// Q8_0 · Q8_0 tile (order of `legacy::vec_dot_q8_0`; x's sign moved onto y).
+        ///
+        /// # Safety
+        /// See the module header; this form also needs the CPU features it is compiled for.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $q8_0(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
+            let (xs, ys, nb) = tile_rows::<BlockQ8_0>(w, a);
+            let zero = _mm256_setzero_si256();
+            let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+            for b in 0..nb {
+                let qy = [0, 1, 2, 3].map(|t| load_i8x32(&ys[t][b].qs));
+                let dy = tile_dy(&ys, b);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = &xs[r * nb + b];
+                    let qx = load_i8x32(&x.qs);
+                    let ax = _mm256_sign_epi8(qx, qx);
+                    let mut dd = [0.0f32; 4];
+                    let prod = _mm_mul_ps(_mm_set1_ps(le_fp16_to_f32(x.d)), dy);
+                    // SAFETY: `dd` holds four f32.
+                    unsafe { _mm_storeu_ps(dd.as_mut_ptr(), prod) };
+                    for t in 0..4 {
+                        let sy = _mm256_sign_epi8(qy[t], qx);
+                        let lanes = _mm256_cvtepi32_ps($lane_dot(zero, ax, sy));
+                        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dd[t]), lanes, acc[t]);
+                    }
+                }
+            }
+            acc.map(|row| row.map(|v| hsum_ps(v)))
+        }
+    };
+}
+
+tiles_2x4!("avx2,fma,f16c", lane_dot_avx2, tile2x4_q5_0, tile2x4_q8_0);
+tiles_2x4!(
+    "avx2,fma,f16c,avxvnni",
+    lane_dot_vnni,
+    tile2x4_q5_0_vnni,
+    tile2x4_q8_0_vnni
+);
