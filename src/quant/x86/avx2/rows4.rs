@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 use super::ggml_order::q4_k_repacked_step;
 use super::kquants::q6_k_lanes;
 use super::legacy::unpack5;
-use super::{fp16_product, hsum_ps, load_i8x32, mul_sum_i8_ps};
+use super::{hsum_ps, load_i8x32, mul_sum_i8_ps};
 use crate::quant::f16::le_fp16_to_f32;
 use crate::quant::q4_k::BlockQ4K;
 use crate::quant::q5_0::BlockQ5_0;
@@ -60,6 +60,45 @@ fn prefetch_ahead<W>(x: &W) {
 /// How far ahead of the row being read: 4-16 KiB measured alike; less fell off quickly.
 const PREFETCH_BYTES: usize = 8192;
 
+/// The four rows' block scales times the activation's, `f32(dx)·f32(dy)` as one vector multiply
+/// (the bits of `fp16_product`, which did it per row), left in memory for broadcast loads.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales4<W: Block + HasD>(xs: &[&[W]; 4], b: usize, dy: [u8; 2]) -> [f32; 4] {
+    let dx = f16x4([0, 1, 2, 3].map(|r| xs[r][b].d()));
+    let dy = _mm_set1_ps(le_fp16_to_f32(dy));
+    let mut dd = [0.0f32; 4];
+    // SAFETY: `dd` holds four f32.
+    unsafe { _mm_storeu_ps(dd.as_mut_ptr(), _mm_mul_ps(dx, dy)) };
+    dd
+}
+
+/// Four little-endian f16 as f32 lanes, one F16C conversion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x4(h: [[u8; 2]; 4]) -> __m128 {
+    let h = h.map(|v| u64::from(u16::from_le_bytes(v)));
+    let packed = h[0] | h[1] << 16 | h[2] << 32 | h[3] << 48;
+    _mm_cvtph_ps(_mm_set_epi64x(0, packed as i64))
+}
+
+/// Blocks whose first field is one f16 scale.
+trait HasD {
+    fn d(&self) -> [u8; 2];
+}
+
+impl HasD for BlockQ8_0 {
+    fn d(&self) -> [u8; 2] {
+        self.d
+    }
+}
+
+impl HasD for BlockQ5_0 {
+    fn d(&self) -> [u8; 2] {
+        self.d
+    }
+}
+
 /// Q8_0 · Q8_0, four rows (order of `legacy::vec_dot_q8_0`, i.e. ggml's AVX2 kernel).
 ///
 /// # Safety
@@ -70,10 +109,11 @@ pub unsafe fn vec_dot4_q8_0(w: &[u8], a: &[u8]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for (b, y) in ys.iter().enumerate() {
         let qy = load_i8x32(&y.qs);
+        let dd = scales4(&xs, b, y.d);
         for r in 0..4 {
             let x = &xs[r][b];
             prefetch_ahead(x);
-            let d = _mm256_set1_ps(fp16_product(x.d, y.d));
+            let d = _mm256_set1_ps(dd[r]);
             acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_ps(load_i8x32(&x.qs), qy), acc[r]);
         }
     }
@@ -97,10 +137,11 @@ pub unsafe fn vec_dot4_q5_0(w: &[u8], a: &[u8]) -> [f32; 4] {
             _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qy), ones16),
             4,
         );
+        let dd = scales4(&xs, b, y.d);
         for r in 0..4 {
             let x = &xs[r][b];
             prefetch_ahead(x);
-            let d = _mm256_set1_ps(fp16_product(x.d, y.d));
+            let d = _mm256_set1_ps(dd[r]);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack5(x.qh, &x.qs), qy), ones16);
             let lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, off));
             acc[r] = _mm256_fmadd_ps(d, lanes, acc[r]);
@@ -197,11 +238,7 @@ fn lane_dot_vnni(init: __m256i, ux: __m256i, sy: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_dy(ys: &[&[BlockQ8_0]; 4], b: usize) -> __m128 {
-    let h = |t: usize| u64::from(u16::from_le_bytes(ys[t][b].d));
-    _mm_cvtph_ps(_mm_set_epi64x(
-        0,
-        (h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48) as i64,
-    ))
+    f16x4([0, 1, 2, 3].map(|t| ys[t][b].d))
 }
 
 /// The 2x4 prefill tiles (two weight rows back to back in `w` against four activation rows,
