@@ -205,7 +205,16 @@ pub struct LlamaContext<'m> {
 
 impl<'m> LlamaContext<'m> {
     pub fn new(model: &'m LlamaModel, p: ContextParams) -> Result<LlamaContext<'m>, EvalError> {
-        Self::build(model, p, None)
+        Self::build(model, p, None, None)
+    }
+
+    /// A context whose KV cache holds keys and values as q8_0 (llama-completion's
+    /// `-ctk q8_0 -ctv q8_0`, which llama.cpp runs only with `p.flash_attn`).
+    pub fn with_q8_0_cache(
+        model: &'m LlamaModel,
+        p: ContextParams,
+    ) -> Result<LlamaContext<'m>, EvalError> {
+        Self::build(model, p, None, Some(sys::GGML_TYPE_Q8_0))
     }
 
     /// A context that records the named intermediate tensors (f32, contiguous) of every decode,
@@ -219,7 +228,7 @@ impl<'m> LlamaContext<'m> {
             names: names.iter().map(|s| s.to_string()).collect(),
             got: Vec::new(),
         };
-        Self::build(model, p, Some(Box::new(cap)))
+        Self::build(model, p, Some(Box::new(cap)), None)
     }
 
     /// The tensors recorded since the last call, in computation order.
@@ -234,6 +243,7 @@ impl<'m> LlamaContext<'m> {
         model: &'m LlamaModel,
         p: ContextParams,
         mut capture: Option<Box<Capture>>,
+        kv_type: Option<sys::ggml_type>,
     ) -> Result<LlamaContext<'m>, EvalError> {
         // SAFETY: default params are a plain struct that we adjust field by field.
         let mut cp = unsafe { sys::llama_context_default_params() };
@@ -254,6 +264,10 @@ impl<'m> LlamaContext<'m> {
         if p.kv_f32 {
             cp.type_k = sys::GGML_TYPE_F32;
             cp.type_v = sys::GGML_TYPE_F32;
+        }
+        if let Some(t) = kv_type {
+            cp.type_k = t;
+            cp.type_v = t;
         }
         cp.no_perf = true;
         if let Some(c) = capture.as_mut() {
