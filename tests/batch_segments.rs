@@ -36,7 +36,7 @@ fn argmax(l: &[f32]) -> u32 {
 
 /// Prompts of different lengths: short ones, and one of more than 512 tokens.
 fn prompts(tok: &Tokenizer) -> Vec<Vec<u32>> {
-    let long = "The history of the river is long and winding. ".repeat(48);
+    let long = "The history of the river is long and winding. ".repeat(54);
     let texts = [
         "The capital of France is",
         "Once upon a time, in a land far away, there lived",
