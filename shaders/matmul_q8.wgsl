@@ -4,7 +4,8 @@
 // accumulates them in the float order of the kernel the CPU forward runs for that row
 // (crate::cpu::ggml_order), so each output is bit-identical to the CPU's. Some formats round a
 // row of a batch differently from a row decoded alone: token rows t < p.batch_end take the batch
-// order (the host applies the CPU's rule for the format and batch size).
+// order (the host applies the CPU's rule for the format and batch size). `row_dot_tile` takes a
+// tile of up to TT tokens at once, decoding each weight block once for all of them.
 //
 // One invocation per (weight row, tile of TT tokens), summing the row's blocks in order: rows
 // have few blocks (Gemma's 640-wide rows have 20 of 32 or 2.5 of 256), too few to share among a
@@ -33,10 +34,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // A zero the compiler cannot see (common/fma_soft.wgsl): flags use bit 0 only.
-fn aqe(i: u32) -> i32 {
-    return aq[i >> 2u][i & 3u];
-}
-
 fn opaque_zero() -> u32 {
     return p.flags >> 31u;
 }
@@ -58,10 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let nt = min(TT, p.n_tok - t0);
-    let n_blk = p.k / BLOCK_ELEMS;
-    let base = row * p.row_bytes;
+    let out = row_dot_tile(row * p.row_bytes, t0, nt, p.k / BLOCK_ELEMS);
     for (var t = 0u; t < nt; t = t + 1u) {
-        let acc = row_dot(base, (t0 + t) * n_blk, n_blk, t0 + t < p.batch_end);
-        y[(t0 + t) * p.y_stride + p.y_off + row] = acc;
+        y[(t0 + t) * p.y_stride + p.y_off + row] = out[t];
     }
 }
