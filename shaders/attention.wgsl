@@ -12,9 +12,10 @@
 // f16-rounded weight), whose product is exact in f32: a multiply and an add round the same, fused
 // or not. ggml's expf takes fma_x (common/fma.wgsl).
 //
-// One workgroup of 64 per (token, head); no buffer grows with the context: pass 1 finds the
-// maximum score, pass 2 the softmax sum (tiles of 64 cells aligned to 64, so that groups of 8
-// cells are whole), pass 3 the weighted values, each recomputing the scores. Each invocation owns
+// One workgroup of 64 per (token, head) row, rows row0.. of this dispatch (the host splits the
+// rows so that their scores fit the scratch `scores`, kv_stride per row): pass 1 computes the
+// scores into the scratch and finds their maximum, pass 2 the softmax sum (tiles of 64 cells
+// aligned to 64, so that groups of 8 cells are whole), pass 3 the weighted values. Each invocation owns
 // up to 4 output dims (head_dim_v <= 256) and q is shared in workgroup memory (head_dim <= 512),
 // both checked by the host.
 #include "common/reduce.wgsl"
@@ -33,9 +34,9 @@ struct Params {
     window: u32,     // 0: none; else a query at p sees keys j with p - j < window
     scale: f32,
     single: u32,     // 1: one query row (the CPU's decode order)
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    _p0: u32,        // always 0 (opaque_zero)
+    row0: u32,       // the first (token, head) row of this dispatch
+    kv_stride: u32,  // scratch floats per row
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -48,6 +49,7 @@ fn opaque_zero() -> u32 {
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> scores: array<f32>;
 
 var<workgroup> qh: array<f32, 512>;
 var<workgroup> wts: array<f32, 64>;
@@ -112,11 +114,13 @@ fn score(ko: u32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * nwg.x;
+    let lrow = wid.x + wid.y * nwg.x;
+    let row = p.row0 + lrow;
     // Uniform per workgroup: every invocation returns or none does (barriers follow).
     if (row >= p.n_tok * p.n_head) {
         return;
     }
+    let sb = lrow * p.kv_stride;
     let t = row / p.n_head;
     let h = row % p.n_head;
     let kvh = h / (p.n_head / p.n_head_kv);
@@ -139,8 +143,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Pass 1: the largest score.
     var m = -3.4028235e38;
     for (var c = start + lid; c < end; c = c + WG) {
-        m = max(m, score(c * ks + k0));
+        let sc = score(c * ks + k0);
+        scores[sb + c] = sc;
+        m = max(m, sc);
     }
+    storageBarrier();
     let mx = wg_max(lid, m);
 
     // Pass 2: the sum of exponentials, group by group of 8 cells, in cell order.
@@ -150,7 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let c = c0 + lid;
         var e = 0.0;
         if (c >= start && c < end) {
-            e = ggml_expf(score(c * ks + k0) - mx);
+            e = ggml_expf(scores[sb + c] - mx);
         }
         wts[lid] = e;
         workgroupBarrier();
@@ -188,7 +195,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let c = c0 + lid;
         var w = 0.0;
         if (c >= start && c < end) {
-            w = round_f16(ggml_expf(score(c * ks + k0) - mx) * inv);
+            w = round_f16(ggml_expf(scores[sb + c] - mx) * inv);
         }
         wts[lid] = w;
         workgroupBarrier();

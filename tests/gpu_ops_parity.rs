@@ -431,7 +431,11 @@ fn attention_matches_cpu() {
             .collect();
         let (gq, gk, gv) = (input(&gpu, &q), input(&gpu, &keys), input(&gpu, &vals));
         let out = output(&gpu, n_tok * n_head * hd);
-        run(&gpu, |b| b.attention(&p, &gq, &gk, &gv, pos0, n_tok, &out));
+        // Scratch for 3 rows' scores: most cases take several dispatches of rows.
+        let scores = GpuTensor::zeros(&gpu, 3 * n_kv, "scores").unwrap();
+        run(&gpu, |b| {
+            b.attention(&p, &gq, &gk, &gv, pos0, n_tok, &out, &scores)
+        });
         let got = read(&gpu, &out, n_tok * n_head * hd, "attention");
         let mut want = vec![0.0f32; n_tok * n_head * hd];
         attention(&pool, &p, &q, &keys, &vals, pos0, &mut want);
@@ -796,6 +800,7 @@ fn real_model_layer_zero_matches_cpu_forward() {
         let (x, xn, proj) = (output(&gpu, n * e), z(n * e), z(n * e));
         let (q, k, v) = (z(n * hp.n_q()), z(n * hp.n_k()), z(n * hp.n_v()));
         let attn = z(n * hp.n_head * hp.head_dim_v);
+        let scores = z(n * hp.n_head * (pos0 + n));
         let (aq, ad) = (z(n * hp.n_ff), z(n * hp.n_ff / 32));
         let (gate, up) = (z(n * hp.n_ff), z(n * hp.n_ff));
         run(&gpu, |b| {
@@ -821,7 +826,7 @@ fn real_model_layer_zero_matches_cpu_forward() {
             )?;
             b.kv_store(&k, &kc, pos0, hp.n_k(), n)?;
             b.kv_store(&v, &vc, pos0, hp.n_v(), n)?;
-            b.attention(&params, &q, &kc, &vc, pos0, n, &attn)?;
+            b.attention(&params, &q, &kc, &vc, pos0, n, &attn, &scores)?;
             b.matmul_q8(&wo, &attn, n, &proj, &aq, &ad)?;
             b.rms_norm(&post_attn, &proj, &proj, e, n, hp.rms_eps)?;
             b.add(&x, &proj, n * e)?;

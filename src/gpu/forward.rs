@@ -77,6 +77,8 @@ pub struct GpuState {
     k: GpuTensor,
     v: GpuTensor,
     attn: GpuTensor,
+    /// Attention scores of as many (token, head) rows as fit (see `Batch::attention`).
+    scores: GpuTensor,
     proj: GpuTensor,
     gate: GpuTensor,
     up: GpuTensor,
@@ -253,6 +255,10 @@ impl GpuModel {
             k: z(b * hp.n_k(), "k")?,
             v: z(b * hp.n_v(), "v")?,
             attn: z(b * hp.n_head * hp.head_dim_v, "attention")?,
+            scores: z(
+                score_floats(b * hp.n_head, n_ctx, g.max_binding()),
+                "attention scores",
+            )?,
             proj: z(b * hp.n_embd, "projection")?,
             gate: z(b * hp.n_ff, "ffn gate")?,
             up: z(b * hp.n_ff, "ffn up")?,
@@ -457,6 +463,7 @@ impl GpuModel {
                 pos0,
                 n,
                 &st.attn,
+                &st.scores,
             )?;
             b = tap(
                 g,
@@ -545,6 +552,14 @@ impl GpuModel {
         }
         Ok(())
     }
+}
+
+/// Floats of attention-score scratch for `rows` query rows over `n_ctx` positions: all of them
+/// where that stays within a storage binding and 64 MiB, else as many rows as do (attention is
+/// then dispatched in groups of rows), and at least one row.
+fn score_floats(rows: usize, n_ctx: usize, max_binding: u64) -> usize {
+    let cap = (max_binding.min(64 << 20) / 4) as usize;
+    (rows * n_ctx).min(cap.max(n_ctx)).max(1)
 }
 
 /// With a trace: submit what `b` holds, report the first `n` elements of `t` and go on in a new

@@ -80,7 +80,9 @@ struct AttnUniform {
     scale: f32,
     /// 1: one query row, in the CPU's single-row order.
     single: u32,
-    _pad: [u32; 3],
+    zero: u32,
+    row0: u32,
+    kv_stride: u32,
 }
 
 /// The element-wise kernels' `Params`: a count and one argument (u32 or f32 bits).
@@ -440,8 +442,9 @@ impl<'g> Batch<'g> {
     }
 
     /// Attention of `n_tok` query rows `q` (positions `pos0..`) over `keys`/`values` holding
-    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. Needs no scratch: the
-    /// kernel makes two passes over the keys instead of storing the scores.
+    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. `scores` is scratch
+    /// for the rows' scores: the (token, head) rows are dispatched in groups whose `pos0 + n_tok`
+    /// scores each fit it, so any scratch of at least one row's works.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -452,6 +455,7 @@ impl<'g> Batch<'g> {
         pos0: usize,
         n_tok: usize,
         out: &GpuTensor,
+        scores: &GpuTensor,
     ) -> Result<(), GpuError> {
         if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
             return Err(GpuError::Shape {
@@ -490,7 +494,15 @@ impl<'g> Batch<'g> {
             "attention keys",
             n_kv * p.n_head_kv * p.head_dim.max(p.head_dim_v),
         )?;
-        let u = AttnUniform {
+        let rows = n_tok * p.n_head;
+        let per = scores.len() / n_kv.max(1);
+        if per == 0 {
+            return Err(GpuError::Shape {
+                what: "attention scores".into(),
+                msg: format!("scratch of {} floats holds no row of {n_kv}", scores.len()),
+            });
+        }
+        let mut u = AttnUniform {
             n_head: u32_of("n_head", p.n_head)?,
             n_head_kv: u32_of("n_head_kv", p.n_head_kv)?,
             head_dim: u32_of("head_dim", p.head_dim)?,
@@ -500,14 +512,23 @@ impl<'g> Batch<'g> {
             window: u32_of("window", p.window.unwrap_or(0))?,
             scale: p.scale,
             single: u32::from(n_tok == 1),
-            _pad: [0; 3],
+            zero: 0,
+            row0: 0,
+            kv_stride: u32_of("attention keys", n_kv)?,
         };
-        self.dispatch(
-            plain(Kernel::Attention),
-            &u,
-            &[&q.buf, &keys.buf, &values.buf, &out.buf],
-            n_tok * p.n_head,
-        )
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = per.min(rows - row0);
+            u.row0 = u32_of("rows", row0)?;
+            self.dispatch(
+                plain(Kernel::Attention),
+                &u,
+                &[&q.buf, &keys.buf, &values.buf, &out.buf, &scores.buf],
+                n,
+            )?;
+            row0 += n;
+        }
+        Ok(())
     }
 
     /// `out = act(gate) * up` over `n` elements.
