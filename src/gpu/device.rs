@@ -400,36 +400,6 @@ impl Gpu {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_choice_parses_and_prints() {
-        for (s, c) in [
-            ("auto", DeviceChoice::Auto),
-            ("cpu", DeviceChoice::Cpu),
-            ("gpu", DeviceChoice::Gpu(None)),
-            ("gpu:2", DeviceChoice::Gpu(Some(2))),
-        ] {
-            assert_eq!(s.parse::<DeviceChoice>().unwrap(), c);
-            assert_eq!(c.to_string(), s);
-        }
-        for bad in ["", "GPU", "gpu:", "gpu:-1", "gpu:x", "cuda", "gpu1"] {
-            assert!(
-                matches!(bad.parse::<DeviceChoice>(), Err(GpuError::BadChoice(_))),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn discrete_gpus_rank_before_cpu_rasterisers() {
-        assert!(rank(wgpu::DeviceType::DiscreteGpu) < rank(wgpu::DeviceType::IntegratedGpu));
-        assert!(rank(wgpu::DeviceType::IntegratedGpu) < rank(wgpu::DeviceType::Cpu));
-    }
-}
-
 /// Run shaders/fma_probe.wgsl once: `fma(1 + 2^-12, 1 + 2^-12, -(1 + 2^-11))` is 2^-24 rounded
 /// once and 0 rounded twice.
 fn probe_fused_fma(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<bool, GpuError> {
@@ -502,4 +472,34 @@ fn probe_fused_fma(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<bool, G
     let view = read.get_mapped_range(..).map_err(|e| fail(e.to_string()))?;
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&view);
     Ok(got.get(3).copied() == Some(a.mul_add(a, c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choice_parses_and_prints() {
+        for (s, c) in [
+            ("auto", DeviceChoice::Auto),
+            ("cpu", DeviceChoice::Cpu),
+            ("gpu", DeviceChoice::Gpu(None)),
+            ("gpu:2", DeviceChoice::Gpu(Some(2))),
+        ] {
+            assert_eq!(s.parse::<DeviceChoice>().unwrap(), c);
+            assert_eq!(c.to_string(), s);
+        }
+        for bad in ["", "GPU", "gpu:", "gpu:-1", "gpu:x", "cuda", "gpu1"] {
+            assert!(
+                matches!(bad.parse::<DeviceChoice>(), Err(GpuError::BadChoice(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn discrete_gpus_rank_before_cpu_rasterisers() {
+        assert!(rank(wgpu::DeviceType::DiscreteGpu) < rank(wgpu::DeviceType::IntegratedGpu));
+        assert!(rank(wgpu::DeviceType::IntegratedGpu) < rank(wgpu::DeviceType::Cpu));
+    }
 }
