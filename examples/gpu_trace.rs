@@ -41,11 +41,7 @@ fn report(cpu: &Tensors, gpu: &Tensors) {
                 .zip(want)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            let i = got
-                .iter()
-                .zip(want)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
+            let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
             println!(
                 "  {}{name}-{il}: {diff}/{} elements differ, max |diff| {max:e}; first at {i}: gpu {} cpu {}",
                 if first { "FIRST " } else { "" },
