@@ -24,6 +24,7 @@ use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{as_blocks, Block};
 
 /// Splits `w` (four rows back to back) into four block rows as long as the activation row `a`.
+#[inline]
 fn four_rows<'a, W: Block, A: Block>(w: &'a [u8], a: &'a [u8]) -> ([&'a [W]; 4], &'a [A]) {
     let ys = as_blocks::<A>(a);
     let xs = as_blocks::<W>(w);
@@ -203,6 +204,7 @@ fn q4_k_repacked4<const GEMM: bool>(w: &[u8], a: &[u8]) -> [f32; 4] {
 }
 
 /// Blocks of two weight rows and four activation rows of equal length.
+#[inline]
 fn tile_rows<'a, W: Block>(
     w: &'a [u8],
     a: [&'a [u8]; 4],
