@@ -149,6 +149,37 @@ impl KeysT {
     }
 }
 
+/// The tiled form's softmax step for one tile of scores `kq` (masked cells at -inf): rescale the
+/// running sum `s` and values `acc` to the new maximum `m`, turn `kq` into `ggml_expf` weights and
+/// add their f64 sum of eight-lane sums. False when the whole tile is masked (nothing changes).
+/// Inlined so the vector form's FMA target feature reaches `ggml_expf`'s multiply-adds.
+#[inline(always)]
+fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &mut [f32]) -> bool {
+    let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if tile_max == f32::NEG_INFINITY {
+        return false;
+    }
+    let m_new = m.max(tile_max);
+    if m_new > *m {
+        let ms = (*m - m_new).exp();
+        for a in acc.iter_mut() {
+            *a *= ms;
+        }
+        *s *= ms;
+    }
+    *m = m_new;
+    let mut sum = 0.0f64;
+    for g in kq.chunks_exact_mut(8) {
+        for e in g.iter_mut() {
+            *e = ggml_expf(*e - *m);
+        }
+        let lanes: &[f32; 8] = (&*g).try_into().expect("eight lanes");
+        sum += f64::from(hsum8(lanes));
+    }
+    *s = (f64::from(*s) + sum) as f32;
+    true
+}
+
 fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
@@ -339,28 +370,9 @@ impl Row<'_> {
                     f32::NEG_INFINITY
                 };
             }
-            let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if tile_max == f32::NEG_INFINITY {
+            if !tile_softmax(&mut kq, &mut m, &mut s, &mut acc) {
                 continue;
             }
-            let m_new = m.max(tile_max);
-            if m_new > m {
-                let ms = (m - m_new).exp();
-                for a in acc.iter_mut() {
-                    *a *= ms;
-                }
-                s *= ms;
-            }
-            m = m_new;
-            let mut sum = 0.0f64;
-            for g in kq.chunks_exact_mut(8) {
-                for e in g.iter_mut() {
-                    *e = ggml_expf(*e - m);
-                }
-                let lanes: &[f32; 8] = (&*g).try_into().expect("eight lanes");
-                sum += f64::from(hsum8(lanes));
-            }
-            s = (f64::from(s) + sum) as f32;
             for tk in 0..TILE_KV {
                 let dst = &mut vtile[tk * hdv..(tk + 1) * hdv];
                 if tk < n && kq[tk] != 0.0 {
@@ -425,28 +437,9 @@ impl Row<'_> {
                     f32::NEG_INFINITY
                 };
             }
-            let tile_max = kq.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if tile_max == f32::NEG_INFINITY {
+            if !tile_softmax(&mut kq, &mut m, &mut s, &mut acc) {
                 continue;
             }
-            let m_new = m.max(tile_max);
-            if m_new > m {
-                let ms = (m - m_new).exp();
-                for a in acc.iter_mut() {
-                    *a *= ms;
-                }
-                s *= ms;
-            }
-            m = m_new;
-            let mut sum = 0.0f64;
-            for g in kq.chunks_exact_mut(8) {
-                for e in g.iter_mut() {
-                    *e = ggml_expf(*e - m);
-                }
-                let lanes: &[f32; 8] = (&*g).try_into().expect("eight lanes");
-                sum += f64::from(hsum8(lanes));
-            }
-            s = (f64::from(s) + sum) as f32;
             // Four eight-dimension groups at once (independent chains, as for the scores), each
             // lane one chain over the tile's cells in order.
             const GROUPS: usize = 4;
