@@ -6,28 +6,18 @@
 //! chunks between decode steps), and the short prompts beside it complete exactly as separate
 //! `infer run` calls do. Ordering: input order by default, finishing order with --unordered.
 
+mod common;
+
+use common::model_path;
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// One test at a time: each runs `infer` with two spinning compute threads, and two such
 /// processes on a two-core machine slow each other down many times over.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn batch(model: &Path, args: &[&str], input: &str) -> Vec<Value> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_infer"))

@@ -6,23 +6,12 @@
 //! segment of several tokens equals a lone forward with `set_rows_as_decode`, as speculative
 //! verification uses it. This is what makes `infer batch --parallel N` independent of N.
 
+mod common;
+
+use common::model_path;
 use infer::gguf::GgufFile;
 use infer::model::{Batch, Model, ModelError, ModelOptions, Segment, State};
 use infer::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn argmax(l: &[f32]) -> u32 {
     let mut best = 0;

@@ -5,22 +5,11 @@
 //! chat, `"""` multi-line input, the history file, and `/bye`. Without a terminal, chat reads one
 //! message per line and prints replies only.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::model_path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn have_tmux() -> bool {
     let ok = Command::new("tmux")

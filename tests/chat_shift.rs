@@ -4,21 +4,11 @@
 //! message that would overflow is refused with a message and the chat goes on (after `/clear`,
 //! replies again). A message longer than the context by itself is refused either way.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
+use common::model_path;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 fn chat(model: &Path, extra: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_infer"))

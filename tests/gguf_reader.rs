@@ -2,24 +2,13 @@
 //! holding every value type read identically by both (which proves the writer too); the model's
 //! known contents; the type table against ggml's; peak memory of `infer info` on the real model.
 
+mod common;
+
+use common::model_path;
 use ggml_ref::gguf::{RefGguf, RefValue};
 use infer::gguf::{Array, GgufFile, GgufWriter, Value};
 use infer::quant::GgmlType;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 /// What ggml's C API returns for a string: the bytes up to the first NUL.
 fn c_str(s: &str) -> &str {

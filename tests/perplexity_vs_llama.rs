@@ -8,26 +8,16 @@
 
 mod run_prose;
 
+mod common;
+
+use common::model_path;
 use ggml_ref::eval::{ContextParams, LlamaContext, LlamaModel};
 use ggml_ref::generate::perplexity;
 use ggml_ref::llama::RefModel;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const N_CTX: usize = 512;
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("infer-{}-{name}", std::process::id()));

@@ -4,22 +4,12 @@
 //! llama.cpp is tests/run_greedy_vs_llama.rs; here the binary is compared with itself under
 //! different flags, each comparison being a property a wrong implementation would break.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
+use common::model_path;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 fn infer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infer"))

@@ -14,6 +14,9 @@
 
 mod run_prose;
 
+mod common;
+
+use common::model_path;
 use ggml_ref::eval::{ContextParams, LlamaContext, LlamaModel};
 use ggml_ref::generate::greedy_generate;
 use ggml_ref::llama::RefModel;
@@ -23,24 +26,10 @@ use infer::model::{Model, ModelOptions};
 use infer::sample::{Sampler, SamplerParams};
 use infer::tokenizer::Tokenizer;
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const N_GEN: usize = 32;
 const N_CTX: usize = 2048;
-
-fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (scripts/fetch-model.sh fetches it)",
-            p.display()
-        );
-        None
-    }
-}
 
 fn prompts() -> Vec<(&'static str, String)> {
     vec![
