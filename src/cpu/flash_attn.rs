@@ -202,21 +202,20 @@ impl Row<'_> {
     }
 
     fn k_row(&self, c: usize, dst: &mut [f32]) {
-        let hd = self.p.head_dim;
-        let RowsRef::F16(k) = self.kv.keys else {
-            unreachable!("f16 keys (checked by `supports`)")
-        };
-        let off = c * self.p.n_head_kv * hd + self.kvh * hd;
-        k[off..off + hd].convert_to_f32_slice(dst);
+        self.cell_row(self.kv.keys, self.p.head_dim, c, dst);
     }
 
     fn v_row(&self, c: usize, dst: &mut [f32]) {
-        let hdv = self.p.head_dim_v;
-        let RowsRef::F16(v) = self.kv.values else {
-            unreachable!("f16 values (checked by `supports`)")
+        self.cell_row(self.kv.values, self.p.head_dim_v, c, dst);
+    }
+
+    /// This row's kv head of cell `c` in `rows` (`width` values per head), widened into `dst`.
+    fn cell_row(&self, rows: RowsRef<'_>, width: usize, c: usize, dst: &mut [f32]) {
+        let RowsRef::F16(r) = rows else {
+            unreachable!("an f16 cache (checked by `supports`)")
         };
-        let off = c * self.p.n_head_kv * hdv + self.kvh * hdv;
-        v[off..off + hdv].convert_to_f32_slice(dst);
+        let off = (c * self.p.n_head_kv + self.kvh) * width;
+        r[off..off + width].convert_to_f32_slice(dst);
     }
 
     /// ggml's `flash_attn_ext_f16_one_chunk` over cells `c0..c1`: the query rounded to f16,
