@@ -487,14 +487,9 @@ mod tests {
     use super::*;
 
     fn f16s(n: usize, seed: u64) -> Vec<f16> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                f16::from_f32(((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0)
-            })
+        crate::cpu::test_values(n, seed)
+            .iter()
+            .map(|&v| f16::from_f32(v * 2.0))
             .collect()
     }
 
