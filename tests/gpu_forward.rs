@@ -153,28 +153,7 @@ fn greedy_matches_cpu() {
     let Some(gm) = gpu_model(&file) else { return };
     let cm = Model::load(&file, &ModelOptions { n_threads: 2 }).expect("model loads");
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
-    let prompts = [
-        ("short", "The capital of France is".to_string()),
-        (
-            "code",
-            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".to_string(),
-        ),
-        (
-            "list",
-            "Things to pack for a hiking trip:\n1. Water\n2. A map\n3.".to_string(),
-        ),
-        (
-            "french",
-            "Il était une fois, dans un petit village de Provence, une vieille femme qui".to_string(),
-        ),
-        ("japanese", "日本の首都は東京です。東京には".to_string()),
-        (
-            "chat",
-            "<start_of_turn>user\nWrite a short poem about the sea.<end_of_turn>\n<start_of_turn>model\n"
-                .to_string(),
-        ),
-        ("long", run_prose::prose(11, 48)),
-    ];
+    let prompts = run_prose::greedy_prompts();
     let mut failures = Vec::new();
     for (name, p) in &prompts {
         let mut ids = tok.encode(p, true, true);

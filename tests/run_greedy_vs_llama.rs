@@ -31,31 +31,6 @@ use std::process::Command;
 const N_GEN: usize = 32;
 const N_CTX: usize = 2048;
 
-fn prompts() -> Vec<(&'static str, String)> {
-    vec![
-        ("short", "The capital of France is".to_string()),
-        (
-            "code",
-            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".to_string(),
-        ),
-        (
-            "list",
-            "Things to pack for a hiking trip:\n1. Water\n2. A map\n3.".to_string(),
-        ),
-        (
-            "french",
-            "Il était une fois, dans un petit village de Provence, une vieille femme qui".to_string(),
-        ),
-        ("japanese", "日本の首都は東京です。東京には".to_string()),
-        (
-            "chat",
-            "<start_of_turn>user\nWrite a short poem about the sea.<end_of_turn>\n<start_of_turn>model\n"
-                .to_string(),
-        ),
-        ("long", run_prose::prose(11, 48)),
-    ]
-}
-
 /// llama-completion's default on CPUs (`-fa auto` resolves to on).
 #[test]
 fn greedy_32_tokens_match_llama_with_flash_attention() {
@@ -95,8 +70,9 @@ fn greedy_matches(fa: bool) {
 
     let mut failures = Vec::new();
     let mut parted_none = 0;
-    let n_prompts = prompts().len();
-    for (name, prompt) in prompts() {
+    let prompts = run_prose::greedy_prompts();
+    let n_prompts = prompts.len();
+    for (name, prompt) in prompts {
         let ref_prompt = vocab.tokenize(&prompt, true, true);
         if name == "long" {
             assert!(

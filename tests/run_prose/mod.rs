@@ -124,3 +124,31 @@ pub fn prose(seed: u64, n_sentences: usize) -> String {
     }
     out
 }
+
+/// The varied prompt set of the greedy comparisons (llama.cpp vs CPU, CPU vs GPU): short, code,
+/// list, French, Japanese, chat markup, and one past Gemma 3's 512-token window.
+#[allow(dead_code)] // not every test that includes this module compares greedy text
+pub fn greedy_prompts() -> Vec<(&'static str, String)> {
+    vec![
+        ("short", "The capital of France is".to_string()),
+        (
+            "code",
+            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".to_string(),
+        ),
+        (
+            "list",
+            "Things to pack for a hiking trip:\n1. Water\n2. A map\n3.".to_string(),
+        ),
+        (
+            "french",
+            "Il était une fois, dans un petit village de Provence, une vieille femme qui".to_string(),
+        ),
+        ("japanese", "日本の首都は東京です。東京には".to_string()),
+        (
+            "chat",
+            "<start_of_turn>user\nWrite a short poem about the sea.<end_of_turn>\n<start_of_turn>model\n"
+                .to_string(),
+        ),
+        ("long", prose(11, 48)),
+    ]
+}
