@@ -6,17 +6,21 @@
 //! and the lanes are summed at the end as `ops::hsum8` does. Rows whose length is not a multiple
 //! of 8 add their last elements in f64, as ggml's `vec_dot` leftovers do.
 //!
-//! Why it is fast: the weights are the only large operand, so each tile of weight rows is read
-//! (and widened to f32) once for every activation row of the batch, with a block of outputs held
-//! in registers (`TILE_ROWS` weight rows x up to `TILE_TOKENS` tokens). Verifying N drafted tokens
-//! then costs little more than one decode step, which is what speculative decoding needs. A single
-//! token (decoding) streams the rows straight from the mmap, `DECODE_ROWS` at a time.
+//! The per-output order does not depend on the batch: an output of a batch has the bits of the
+//! same product for its token alone (`batch_single_and_portable_paths_are_bit_identical`), which
+//! is what lets a speculative verification batch reproduce token-by-token decoding.
 //!
-//! The AVX2+FMA+F16C kernels are picked at run time; the portable kernels compute the same
-//! numbers (same lanes, fused multiply-adds, same final sum). Nothing here knows tensor names
-//! or reads files.
-
-use std::cell::RefCell;
+//! Why it is fast: the weights are the only large operand. A single token (decoding) streams the
+//! rows straight from the mmap, `DECODE_ROWS` at a time, prefetching ahead. A batch reads each
+//! block of `TILE_ROWS` weight rows from memory once and passes every token over it while it is
+//! in L1, with the block's outputs in registers: `TILE_TOKENS` tokens per pass with AVX2, and
+//! `TILE_PAIRS` pairs of tokens with AVX-512, where one 16-lane register carries two tokens'
+//! eight lanes (same lanes, same fused multiply-adds, half the instructions). Verifying a few
+//! drafted tokens then costs little more than one decode step.
+//!
+//! The kernel families are picked at run time (AVX-512F, else AVX2+FMA+F16C, else portable);
+//! all compute the same numbers (same lanes, fused multiply-adds, same final sum). Nothing here
+//! knows tensor names or reads files.
 
 use super::ops::hsum8;
 use super::Pool;
@@ -135,16 +139,43 @@ impl<'a> FloatMatrix<'a> {
     }
 }
 
-/// Weight rows per register block when several tokens share it (4 rows x 3 tokens = 12
+/// Weight rows per register block when several tokens share it (AVX2: 4 rows x 3 tokens = 12
 /// accumulators, plus 3 activation vectors and a weight vector: the 16 ymm registers).
 const TILE_ROWS: usize = 4;
-/// Tokens per register block.
+/// Tokens per register block in the AVX2 and portable forms.
 const TILE_TOKENS: usize = 3;
+/// Token pairs per register block in the AVX-512 form: 4 rows x 4 pairs = 16 zmm accumulators
+/// (each holds two tokens' eight lanes), 4 activation vectors and a weight vector, of 32.
+const TILE_PAIRS: usize = 4;
 /// Weight rows per register block for a single token: 8 independent FMA chains hide the FMA
 /// latency while the rows stream from memory.
 const DECODE_ROWS: usize = 8;
 /// Fewest weight rows per parallel task, so that a task is worth scheduling.
 const MIN_TASK_ROWS: usize = 32;
+
+/// Which kernel family runs. All three compute the same numbers (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernels {
+    Portable,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX-512F besides the AVX2 set: a batch puts two tokens in each 16-lane register, which
+    /// halves the multiply-add instructions of a verification batch (one token still takes the
+    /// AVX2 form: it waits on memory, not arithmetic).
+    Avx512,
+}
+
+fn kernels_available() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::x86::avx2_available() {
+        return if is_x86_feature_detected!("avx512f") {
+            Kernels::Avx512
+        } else {
+            Kernels::Avx2
+        };
+    }
+    Kernels::Portable
+}
 
 /// Raw output pointer shared by the tasks of one product.
 #[derive(Clone, Copy)]
@@ -162,19 +193,23 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-thread_local! {
-    /// Per-worker copy of the current weight tile widened to f32 (batches only).
-    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// `y[t][r] = dot(W[r], x[t])` for `n_tok` activation rows `x` (`n_tok * n_cols`, row-major) into
-/// `y` (`n_tok * n_rows`, row-major), split over the pool by weight rows.
+/// `y` (`n_tok * n_rows`, row-major), split over the pool by weight rows. Every output has the
+/// bits of the same product computed for its token alone, whatever `n_tok`: a speculative
+/// verification batch reproduces token-by-token decoding without a separate path.
 pub fn matmul(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f32]) {
-    matmul_with(pool, w, x, n_tok, y, simd_available());
+    matmul_with(pool, w, x, n_tok, y, kernels_available());
 }
 
-/// `matmul` with the kernel family chosen by the caller (tests compare the two).
-fn matmul_with(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f32], simd: bool) {
+/// `matmul` with the kernel family chosen by the caller (tests compare them).
+fn matmul_with(
+    pool: &Pool,
+    w: &FloatMatrix,
+    x: &[f32],
+    n_tok: usize,
+    y: &mut [f32],
+    kern: Kernels,
+) {
     let (k, m) = (w.n_cols, w.n_rows);
     assert_eq!(x.len(), n_tok * k, "gemm_float input length");
     assert_eq!(y.len(), n_tok * m, "gemm_float output length");
@@ -182,6 +217,7 @@ fn matmul_with(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f
         return;
     }
     let xa: Vec<f32> = x.iter().map(|&v| w.ty.round(v)).collect();
+    let pairs = (kern == Kernels::Avx512 && n_tok > 1).then(|| pack_pairs(&xa, n_tok, k));
     // About four tasks per worker balance the load without paying for thousands of tasks on
     // the 262k-row output matrix; rounded to whole register blocks.
     let per_task = m
@@ -198,62 +234,33 @@ fn matmul_with(pool: &Pool, w: &FloatMatrix, x: &[f32], n_tok: usize, y: &mut [f
             // mutably until `run` returns, after every task is done.
             unsafe { *out.at(t * m + r) = v };
         };
-        if n_tok == 1 {
-            rows_single(w, &xa, rows, simd, &put);
-        } else {
-            TILE.with(|tile| rows_batch(w, &xa, n_tok, rows, simd, &mut tile.borrow_mut(), &put));
+        match &pairs {
+            _ if n_tok == 1 => rows_single(w, &xa, rows, kern, &put),
+            Some(xp) => rows_pairs(w, &xa, xp, n_tok, rows, &put),
+            None => rows_batch(w, &xa, n_tok, rows, kern, &put),
         }
     });
 }
 
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::quant::x86::avx2_available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Where a register block reads its weight rows (each `k` elements): the matrix's own bytes, or
-/// rows already widened into an f32 tile.
+/// Weight rows in the matrix's own bytes (each `k` elements of `ty`, `row_bytes` apart).
 #[derive(Clone, Copy)]
-enum Rows<'a> {
-    Raw {
-        ty: Float,
-        data: &'a [u8],
-        row_bytes: usize,
-    },
-    Tile(&'a [f32]),
+struct Rows<'a> {
+    ty: Float,
+    data: &'a [u8],
+    row_bytes: usize,
 }
 
 impl Rows<'_> {
-    fn load(&self, k: usize, r: usize, j: usize) -> f32 {
-        match *self {
-            Rows::Raw {
-                ty,
-                data,
-                row_bytes,
-            } => ty.load(&data[r * row_bytes..(r + 1) * row_bytes], j),
-            Rows::Tile(t) => t[r * k + j],
-        }
+    fn load(&self, r: usize, j: usize) -> f32 {
+        let rb = self.row_bytes;
+        self.ty.load(&self.data[r * rb..(r + 1) * rb], j)
     }
 
     /// Rows starting at row `r`.
-    fn from(self, k: usize, r: usize) -> Self {
-        match self {
-            Rows::Raw {
-                ty,
-                data,
-                row_bytes,
-            } => Rows::Raw {
-                ty,
-                data: &data[r * row_bytes..],
-                row_bytes,
-            },
-            Rows::Tile(t) => Rows::Tile(&t[r * k..]),
+    fn from(self, r: usize) -> Self {
+        Rows {
+            data: &self.data[r * self.row_bytes..],
+            ..self
         }
     }
 }
@@ -265,56 +272,36 @@ fn block<const R: usize, const T: usize>(
     rows: Rows,
     k: usize,
     xs: &[f32],
-    simd: bool,
+    kern: Kernels,
     out: &mut [[f32; T]; R],
 ) {
     let k8 = k - k % 8;
     assert!(xs.len() >= T * k, "block activations");
-    match rows {
-        Rows::Raw {
-            ty,
-            data,
-            row_bytes,
-        } => assert!(
-            row_bytes == k * ty.size() && data.len() >= R * row_bytes,
-            "block weight rows"
-        ),
-        Rows::Tile(t) => assert!(t.len() >= R * k, "block tile rows"),
-    }
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        let x = xs.as_ptr();
-        // SAFETY: `simd` is true only when `avx2_available()` confirmed avx2, fma and f16c; the
-        // asserts above guarantee R rows and T tokens of k >= k8 elements behind the pointers.
-        unsafe {
-            match rows {
-                Rows::Raw {
-                    ty,
-                    data,
-                    row_bytes,
-                } => {
-                    let w = data.as_ptr();
-                    match ty {
-                        Float::F32 => x86::block::<R, T, { x86::F32 }>(w, row_bytes, x, k, k8, out),
-                        Float::F16 => x86::block::<R, T, { x86::F16 }>(w, row_bytes, x, k, k8, out),
-                        Float::BF16 => {
-                            x86::block::<R, T, { x86::BF16 }>(w, row_bytes, x, k, k8, out)
-                        }
-                    }
-                }
-                Rows::Tile(t) => {
-                    x86::block::<R, T, { x86::F32 }>(t.as_ptr().cast(), 4 * k, x, k, k8, out)
+    assert!(
+        rows.row_bytes == k * rows.ty.size() && rows.data.len() >= R * rows.row_bytes,
+        "block weight rows"
+    );
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2 | Kernels::Avx512 => {
+            let (w, rb, x) = (rows.data.as_ptr(), rows.row_bytes, xs.as_ptr());
+            // SAFETY: both families are chosen only where `avx2_available()` confirmed avx2, fma
+            // and f16c; the asserts above guarantee R rows and T tokens of k >= k8 elements
+            // behind the pointers.
+            unsafe {
+                match rows.ty {
+                    Float::F32 => x86::block::<R, T, { x86::F32 }>(w, rb, x, k, k8, out),
+                    Float::F16 => x86::block::<R, T, { x86::F16 }>(w, rb, x, k, k8, out),
+                    Float::BF16 => x86::block::<R, T, { x86::BF16 }>(w, rb, x, k, k8, out),
                 }
             }
         }
-    }
-    if !simd {
-        portable_block::<R, T>(|r, j| rows.load(k, r, j), |t, j| xs[t * k + j], k8, out);
+        _ => portable_block::<R, T>(|r, j| rows.load(r, j), |t, j| xs[t * k + j], k8, out),
     }
     if k8 < k {
         for (r, o) in out.iter_mut().enumerate() {
             for (t, v) in o.iter_mut().enumerate() {
-                *v += tail(|j| rows.load(k, r, j), &xs[t * k..(t + 1) * k], k8, k);
+                *v += tail(|j| rows.load(r, j), &xs[t * k..(t + 1) * k], k8, k);
             }
         }
     }
@@ -329,32 +316,36 @@ fn tail(w: impl Fn(usize) -> f32, x: &[f32], from: usize, k: usize) -> f32 {
     s as f32
 }
 
+fn all_rows<'a>(w: &FloatMatrix<'a>) -> Rows<'a> {
+    Rows {
+        ty: w.ty,
+        data: w.data,
+        row_bytes: w.row_bytes(),
+    }
+}
+
 /// One token: blocks of `DECODE_ROWS` rows read straight from the weights.
 fn rows_single(
     w: &FloatMatrix,
     x: &[f32],
     rows: std::ops::Range<usize>,
-    simd: bool,
+    kern: Kernels,
     put: &impl Fn(usize, usize, f32),
 ) {
-    let all = Rows::Raw {
-        ty: w.ty,
-        data: w.data,
-        row_bytes: w.row_bytes(),
-    };
+    let all = all_rows(w);
     let k = w.n_cols;
     let mut r = rows.start;
     while r < rows.end {
         if rows.end - r >= DECODE_ROWS {
             let mut out = [[0.0f32; 1]; DECODE_ROWS];
-            block::<DECODE_ROWS, 1>(all.from(k, r), k, x, simd, &mut out);
+            block::<DECODE_ROWS, 1>(all.from(r), k, x, kern, &mut out);
             for (i, o) in out.iter().enumerate() {
                 put(0, r + i, o[0]);
             }
             r += DECODE_ROWS;
         } else {
             let mut out = [[0.0f32; 1]; 1];
-            block::<1, 1>(all.from(k, r), k, x, simd, &mut out);
+            block::<1, 1>(all.from(r), k, x, kern, &mut out);
             put(0, r, out[0][0]);
             r += 1;
         }
@@ -367,7 +358,7 @@ fn group<const R: usize>(
     k: usize,
     xs: &[f32],
     nt: usize,
-    simd: bool,
+    kern: Kernels,
     out: &mut [[f32; TILE_TOKENS]; R],
 ) {
     fn copy<const R: usize, const T: usize>(
@@ -379,61 +370,43 @@ fn group<const R: usize>(
         }
     }
     match nt {
-        TILE_TOKENS => block::<R, TILE_TOKENS>(rows, k, xs, simd, out),
+        TILE_TOKENS => block::<R, TILE_TOKENS>(rows, k, xs, kern, out),
         2 => {
             let mut o = [[0.0f32; 2]; R];
-            block::<R, 2>(rows, k, xs, simd, &mut o);
+            block::<R, 2>(rows, k, xs, kern, &mut o);
             copy(&o, out);
         }
         _ => {
             let mut o = [[0.0f32; 1]; R];
-            block::<R, 1>(rows, k, xs, simd, &mut o);
+            block::<R, 1>(rows, k, xs, kern, &mut o);
             copy(&o, out);
         }
     }
 }
 
-/// Several tokens: each block of `TILE_ROWS` weight rows meets every token group of
-/// `TILE_TOKENS` with its outputs in registers. When more than one group passes over a block, the
-/// block is first widened into the f32 `tile`, so each weight is converted once.
+/// Several tokens (AVX2 and portable forms): each block of `TILE_ROWS` weight rows meets every
+/// token group of `TILE_TOKENS` with its outputs in registers; the block's first group streams
+/// it from memory, the later ones find it in L1.
 fn rows_batch(
     w: &FloatMatrix,
     x: &[f32],
     n_tok: usize,
     rows: std::ops::Range<usize>,
-    simd: bool,
-    tile: &mut Vec<f32>,
+    kern: Kernels,
     put: &impl Fn(usize, usize, f32),
 ) {
-    let (k, rb) = (w.n_cols, w.row_bytes());
-    let widened = n_tok > TILE_TOKENS && w.ty != Float::F32;
-    tile.clear();
-    if widened {
-        tile.resize(TILE_ROWS * k, 0.0);
-    }
+    let (all, k) = (all_rows(w), w.n_cols);
     let mut r = rows.start;
     while r < rows.end {
         let nr = TILE_ROWS.min(rows.end - r);
-        let raw = &w.data[r * rb..(r + nr) * rb];
-        let src = if widened {
-            for (i, dst) in tile.chunks_exact_mut(k).take(nr).enumerate() {
-                widen(w.ty, &raw[i * rb..(i + 1) * rb], dst, simd);
-            }
-            Rows::Tile(&tile[..nr * k])
-        } else {
-            Rows::Raw {
-                ty: w.ty,
-                data: raw,
-                row_bytes: rb,
-            }
-        };
+        let src = all.from(r);
         let mut t = 0;
         while t < n_tok {
             let nt = TILE_TOKENS.min(n_tok - t);
             let xs = &x[t * k..(t + nt) * k];
             if nr == TILE_ROWS {
                 let mut out = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
-                group::<TILE_ROWS>(src, k, xs, nt, simd, &mut out);
+                group::<TILE_ROWS>(src, k, xs, nt, kern, &mut out);
                 for (i, o) in out.iter().enumerate() {
                     for (j, &v) in o[..nt].iter().enumerate() {
                         put(t + j, r + i, v);
@@ -442,7 +415,7 @@ fn rows_batch(
             } else {
                 for i in 0..nr {
                     let mut out = [[0.0f32; TILE_TOKENS]; 1];
-                    group::<1>(src.from(k, i), k, xs, nt, simd, &mut out);
+                    group::<1>(src.from(i), k, xs, nt, kern, &mut out);
                     for (j, &v) in out[0][..nt].iter().enumerate() {
                         put(t + j, r + i, v);
                     }
@@ -454,29 +427,128 @@ fn rows_batch(
     }
 }
 
-/// A weight row widened to f32 (exact for F16 and BF16).
-fn widen(ty: Float, src: &[u8], dst: &mut [f32], simd: bool) {
-    assert_eq!(src.len(), dst.len() * ty.size(), "widen row bytes");
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        let k8 = dst.len() - dst.len() % 8;
-        // SAFETY: avx2/f16c confirmed by `simd`; `src` holds `dst.len() >= k8` elements of `ty`
-        // (asserted above) and `dst` has room for them.
-        unsafe {
-            match ty {
-                Float::F32 => x86::widen::<{ x86::F32 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
-                Float::F16 => x86::widen::<{ x86::F16 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
-                Float::BF16 => x86::widen::<{ x86::BF16 }>(src.as_ptr(), dst.as_mut_ptr(), k8),
+/// The activations as the AVX-512 form reads them: token pair `p` is `2 * k8` floats, eight
+/// elements of token `2p` then the same eight of token `2p + 1` (zeros past the last token), so
+/// that one 16-lane load feeds both tokens' eight ggml lanes.
+fn pack_pairs(x: &[f32], n_tok: usize, k: usize) -> Vec<f32> {
+    let k8 = k - k % 8;
+    let n_pairs = n_tok.div_ceil(2);
+    let mut xp = vec![0.0f32; n_pairs * 2 * k8];
+    for (p, dst) in xp.chunks_exact_mut(2 * k8.max(1)).enumerate() {
+        for h in 0..2 {
+            let t = 2 * p + h;
+            if t >= n_tok {
+                break;
+            }
+            let src = &x[t * k..t * k + k8];
+            for (c, s) in src.chunks_exact(8).enumerate() {
+                dst[16 * c + 8 * h..16 * c + 8 * h + 8].copy_from_slice(s);
             }
         }
-        for (j, d) in dst.iter_mut().enumerate().skip(k8) {
-            *d = ty.load(src, j);
+    }
+    xp
+}
+
+/// Several tokens, AVX-512 form: each block of `TILE_ROWS` rows meets the token pairs
+/// `TILE_PAIRS` at a time; `xp` is `x` packed by [`pack_pairs`].
+fn rows_pairs(
+    w: &FloatMatrix,
+    x: &[f32],
+    xp: &[f32],
+    n_tok: usize,
+    rows: std::ops::Range<usize>,
+    put: &impl Fn(usize, usize, f32),
+) {
+    let (all, k) = (all_rows(w), w.n_cols);
+    let k8 = k - k % 8;
+    let n_pairs = n_tok.div_ceil(2);
+    let mut r = rows.start;
+    while r < rows.end {
+        let nr = TILE_ROWS.min(rows.end - r);
+        let src = all.from(r);
+        let mut p = 0;
+        while p < n_pairs {
+            let np = TILE_PAIRS.min(n_pairs - p);
+            let xs = &xp[p * 2 * k8..(p + np) * 2 * k8];
+            let emit = |i: usize, o: &[[f32; 2]; TILE_PAIRS]| {
+                for (pp, pair) in o[..np].iter().enumerate() {
+                    for (h, &v) in pair.iter().enumerate() {
+                        let t = 2 * (p + pp) + h;
+                        if t < n_tok && k8 < k {
+                            let xt = &x[t * k..(t + 1) * k];
+                            put(t, r + i, v + tail(|j| src.load(i, j), xt, k8, k));
+                        } else if t < n_tok {
+                            put(t, r + i, v);
+                        }
+                    }
+                }
+            };
+            if nr == TILE_ROWS {
+                let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
+                pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
+                for (i, o) in out.iter().enumerate() {
+                    emit(i, o);
+                }
+            } else {
+                for i in 0..nr {
+                    let mut out = [[[0.0f32; 2]; TILE_PAIRS]; 1];
+                    pair_group::<1>(src.from(i), k, xs, np, &mut out);
+                    emit(i, &out[0]);
+                }
+            }
+            p += np;
         }
-        return;
+        r += nr;
     }
-    for (j, d) in dst.iter_mut().enumerate() {
-        *d = ty.load(src, j);
+}
+
+/// `R` rows times `np <= TILE_PAIRS` packed token pairs into `out` (the first `np` pairs).
+fn pair_group<const R: usize>(
+    rows: Rows,
+    k: usize,
+    xp: &[f32],
+    np: usize,
+    out: &mut [[[f32; 2]; TILE_PAIRS]; R],
+) {
+    let k8 = k - k % 8;
+    assert!(xp.len() >= np * 2 * k8, "pair activations");
+    assert!(
+        rows.row_bytes == k * rows.ty.size() && rows.data.len() >= R * rows.row_bytes,
+        "pair weight rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn run<const R: usize, const P: usize>(
+            rows: Rows,
+            k8: usize,
+            xp: &[f32],
+            out: &mut [[[f32; 2]; TILE_PAIRS]; R],
+        ) {
+            let mut o = [[[0.0f32; 2]; P]; R];
+            let (w, rb, x) = (rows.data.as_ptr(), rows.row_bytes, xp.as_ptr());
+            // SAFETY: `rows_pairs` runs only with `Kernels::Avx512`, chosen where avx512f, avx2,
+            // fma and f16c were detected; `pair_group`'s asserts guarantee R rows of k >= k8
+            // elements and P packed pairs of 2 * k8 floats behind the pointers.
+            unsafe {
+                match rows.ty {
+                    Float::F32 => x86::block_pairs::<R, P, { x86::F32 }>(w, rb, x, k8, &mut o),
+                    Float::F16 => x86::block_pairs::<R, P, { x86::F16 }>(w, rb, x, k8, &mut o),
+                    Float::BF16 => x86::block_pairs::<R, P, { x86::BF16 }>(w, rb, x, k8, &mut o),
+                }
+            }
+            for (dst, src) in out.iter_mut().zip(&o) {
+                dst[..P].copy_from_slice(src);
+            }
+        }
+        match np {
+            1 => run::<R, 1>(rows, k8, xp, out),
+            2 => run::<R, 2>(rows, k8, xp, out),
+            3 => run::<R, 3>(rows, k8, xp, out),
+            _ => run::<R, TILE_PAIRS>(rows, k8, xp, out),
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the AVX-512 form runs only on x86-64 ({R} rows, {np} pairs, {k} columns)");
 }
 
 /// The portable kernel: per output, eight lanes of fused multiply-adds over `k8` elements
@@ -502,19 +574,38 @@ fn portable_block<const R: usize, const T: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX2+FMA+F16C register blocks. Callers check the features and the slice lengths.
+    //! AVX2+FMA+F16C register blocks, and the AVX-512F pair blocks. Callers check the features
+    //! and the slice lengths.
     use std::arch::x86_64::*;
 
     use super::hsum8;
 
-    /// Weight type tags for the const parameters (so the load is chosen at compile time,
-    /// outside the hot loop).
     /// How far ahead of the element being read the weights are prefetched.
     const PREFETCH_BYTES: usize = 8192;
 
+    /// Weight type tags for the const parameters (so the load is chosen at compile time,
+    /// outside the hot loop).
     pub const F32: u8 = 0;
     pub const F16: u8 = 1;
     pub const BF16: u8 = 2;
+
+    const fn elem_bytes(ty: u8) -> usize {
+        if ty == F32 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// One prefetch per row and cache line, far ahead: a one-token step streams the weights
+    /// once, and the hardware prefetcher alone leaves a core well short of its bandwidth (as
+    /// for the quantized four-row kernels).
+    #[inline(always)]
+    fn prefetch<const TY: u8>(w: *const u8, row_bytes: usize, r: usize, j: usize) {
+        let p = w.wrapping_add(r * row_bytes + elem_bytes(TY) * j + PREFETCH_BYTES);
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
+    }
 
     /// 8 weights of type `TY` at element `j` of the row at `p`, widened to f32.
     #[inline]
@@ -527,6 +618,29 @@ mod x86 {
                 F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * j).cast())),
                 _ => _mm256_castsi256_ps(_mm256_slli_epi32(
                     _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * j).cast())),
+                    16,
+                )),
+            }
+        }
+    }
+
+    /// [`load_w`]'s 8 weights in both halves of a 16-lane register.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn load_w2<const TY: u8>(p: *const u8, j: usize) -> __m512 {
+        // SAFETY (all arms): the caller guarantees `j + 8` elements of the row are in bounds.
+        unsafe {
+            match TY {
+                F32 => _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(
+                    p.add(4 * j).cast(),
+                )))),
+                F16 => _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    p.add(2 * j).cast(),
+                ))),
+                _ => _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        p.add(2 * j).cast(),
+                    ))),
                     16,
                 )),
             }
@@ -566,16 +680,10 @@ mod x86 {
                 // SAFETY: t < T and j + 8 <= k8 (the caller's contract).
                 *v = unsafe { _mm256_loadu_ps(x.add(t * x_stride + j)) };
             }
-            // One prefetch per row and cache line, far ahead: a one-token step streams the
-            // weights once, and the hardware prefetcher alone leaves a core well short of its
-            // bandwidth (as for the quantized four-row kernels).
-            let bytes = if TY == F32 { 4 } else { 2 };
-            let line = (bytes * j).is_multiple_of(64);
+            let line = (elem_bytes(TY) * j).is_multiple_of(64);
             for (r, a) in acc.iter_mut().enumerate() {
                 if line {
-                    let p = w.wrapping_add(r * row_bytes + bytes * j + PREFETCH_BYTES);
-                    // A prefetch is a hint that never faults, whatever the address.
-                    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+                    prefetch::<TY>(w, row_bytes, r, j);
                 }
                 // SAFETY: r < R and j + 8 <= k8; row r starts r * row_bytes past `w`.
                 let wv = unsafe { load_w::<TY>(w.add(r * row_bytes), j) };
@@ -592,18 +700,56 @@ mod x86 {
         }
     }
 
-    /// The first `k8` elements of type `TY` at `src` widened into `dst`.
+    /// `out[r][p] = [dot(row r, token 2p), dot(row r, token 2p + 1)]` over `k8` elements, two
+    /// tokens per 16-lane register: lanes 0..8 hold token 2p's eight ggml lanes and lanes 8..16
+    /// token 2p + 1's, the weight vector carries the same eight elements in both halves, so
+    /// every lane takes the same fused multiply-adds in the same order as in [`block`], and the
+    /// halves are summed by the same `hsum8`: the bits of `block`, with half the instructions.
     ///
     /// # Safety
-    /// avx2 and f16c available; `src` holds and `dst` has room for `k8` elements; `k8` is a
-    /// multiple of 8.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn widen<const TY: u8>(src: *const u8, dst: *mut f32, k8: usize) {
+    /// avx512f, avx2, fma and f16c available; `w` points at `R` rows of at least `k8` elements
+    /// of type `TY`, `row_bytes` apart; `xp` at `P` packed pairs (`super::pack_pairs`) of
+    /// `2 * k8` f32 each, back to back; `k8` is a multiple of 8.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn block_pairs<const R: usize, const P: usize, const TY: u8>(
+        w: *const u8,
+        row_bytes: usize,
+        xp: *const f32,
+        k8: usize,
+        out: &mut [[[f32; 2]; P]; R],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
         let mut j = 0;
         while j < k8 {
-            // SAFETY: j + 8 <= k8 elements on both sides (the caller's contract).
-            unsafe { _mm256_storeu_ps(dst.add(j), load_w::<TY>(src, j)) };
+            let mut xv = [_mm512_setzero_ps(); P];
+            for (p, v) in xv.iter_mut().enumerate() {
+                // SAFETY: p < P and 2j + 16 <= 2 * k8 (the caller's contract).
+                *v = unsafe { _mm512_loadu_ps(xp.add(p * 2 * k8 + 2 * j)) };
+            }
+            let line = (elem_bytes(TY) * j).is_multiple_of(64);
+            for (r, a) in acc.iter_mut().enumerate() {
+                if line {
+                    prefetch::<TY>(w, row_bytes, r, j);
+                }
+                // SAFETY: r < R and j + 8 <= k8; row r starts r * row_bytes past `w`.
+                let wv = unsafe { load_w2::<TY>(w.add(r * row_bytes), j) };
+                for (a, &xv) in a.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
+                }
+            }
             j += 8;
+        }
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                let mut l = [0.0f32; 16];
+                // SAFETY: `l` holds 16 f32.
+                unsafe { _mm512_storeu_ps(l.as_mut_ptr(), *a) };
+                let (lo, hi) = l.split_at(8);
+                *o = [
+                    hsum8(lo.try_into().expect("8 lanes")),
+                    hsum8(hi.try_into().expect("8 lanes")),
+                ];
+            }
         }
     }
 }
@@ -703,29 +849,57 @@ mod tests {
         }
     }
 
-    /// The decode path, the batched path and the portable kernels round identically, so a token
-    /// verified in a batch gets bit-for-bit the logits it gets when decoded alone (speculative
-    /// decoding's greedy output depends on it) on every CPU.
+    /// The kernel families this CPU can run, slowest first.
+    fn families() -> Vec<Kernels> {
+        let mut f = vec![Kernels::Portable];
+        match kernels_available() {
+            Kernels::Avx512 => f.extend([Kernels::Avx2, Kernels::Avx512]),
+            Kernels::Avx2 => f.push(Kernels::Avx2),
+            Kernels::Portable => {}
+        }
+        f
+    }
+
+    /// Every output of a batch equals the same product of its token alone, bit for bit, in
+    /// every kernel family and against the portable one, so a token verified in a batch gets
+    /// the logits it gets when decoded alone (speculative decoding's greedy output depends on
+    /// it) on every CPU. Batches of 2..=17 tokens cover every way the AVX2 groups of three and
+    /// the AVX-512 groups of four pairs end (odd counts leave a half-empty pair).
     #[test]
     fn batch_single_and_portable_paths_are_bit_identical() {
         let pool = Pool::new(2).expect("pool");
+        let families = families();
+        eprintln!("kernel families compared: {families:?}");
+        let shapes = SHAPES
+            .iter()
+            .copied()
+            .chain((2..=17).map(|n| (72, 13, n)))
+            .chain([(100, 9, 9), (640, 6, 17)]);
         for ty in TYPES {
-            for (si, &(k, m, n_tok)) in SHAPES.iter().enumerate() {
+            for (si, (k, m, n_tok)) in shapes.clone().enumerate() {
                 let bytes = encode(ty, &values(k * m, 20 + si as u64));
                 let x = values(k * n_tok, 200 + si as u64);
                 let w = FloatMatrix::new(ty, k, m, &bytes).expect("matrix");
-                let mut fast = vec![0.0f32; n_tok * m];
-                matmul_with(&pool, &w, &x, n_tok, &mut fast, simd_available());
-                let mut portable = vec![0.0f32; n_tok * m];
-                matmul_with(&pool, &w, &x, n_tok, &mut portable, false);
-                assert_eq!(fast, portable, "{ty} k{k} m{m} n{n_tok}: SIMD vs portable");
+                let mut alone = vec![0.0f32; n_tok * m];
                 for t in 0..n_tok {
-                    let mut one = vec![0.0f32; m];
-                    matmul(&pool, &w, &x[t * k..(t + 1) * k], 1, &mut one);
+                    let one = &mut alone[t * m..(t + 1) * m];
+                    matmul_with(&pool, &w, &x[t * k..(t + 1) * k], 1, one, Kernels::Portable);
+                }
+                for &kern in &families {
+                    let mut y = vec![f32::NAN; n_tok * m];
+                    matmul_with(&pool, &w, &x, n_tok, &mut y, kern);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
-                        one,
-                        fast[t * m..(t + 1) * m],
-                        "{ty} k{k} m{m}: token {t} alone"
+                        bits(&y),
+                        bits(&alone),
+                        "{ty} k{k} m{m} n{n_tok}: {kern:?} batch vs each token alone (portable)"
+                    );
+                    let mut one = vec![f32::NAN; m];
+                    matmul_with(&pool, &w, &x[..k], 1, &mut one, kern);
+                    assert_eq!(
+                        bits(&one),
+                        bits(&alone[..m]),
+                        "{ty} k{k} m{m}: {kern:?} one token"
                     );
                 }
             }
