@@ -219,6 +219,16 @@ fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// RMS norm of the last row of each segment of `x` into consecutive rows of `out`.
+fn norm_last_rows(x: &[f32], segs: &[Segment<'_>], w: &[f32], eps: f32, out: &mut [f32]) {
+    let e = w.len();
+    let mut end = 0;
+    for (seg, o) in segs.iter().zip(out.chunks_exact_mut(e)) {
+        end += seg.tokens.len();
+        ops::rms_norm(&x[(end - 1) * e..end * e], w, eps, o);
+    }
+}
+
 /// In-place RMS norm of each `w.len()`-wide row (per-head Q/K norms, post-norms).
 fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     for r in x.chunks_exact_mut(w.len()) {
@@ -295,6 +305,8 @@ enum Out<'l> {
     Last(&'l mut [f32]),
     /// Every row.
     All(&'l mut [f32]),
+    /// The last row of each segment after the output norm, without the output head.
+    Hidden(&'l mut [f32]),
 }
 
 impl Model<'_> {
@@ -350,6 +362,45 @@ impl Model<'_> {
         }
         st.scratch = sc;
         st.logits = logits;
+        result?;
+        Ok(&st.logits)
+    }
+
+    /// [`Model::forward`] without the output head: the last token's final hidden state (after the
+    /// output norm, `n_embd` floats), for a caller that computes only the logits it needs from
+    /// [`Model::output_head`] (a speculative draft's shortlist). CPU only.
+    pub fn forward_hidden<'s>(
+        &self,
+        st: &'s mut State,
+        tokens: &[u32],
+    ) -> Result<&'s [f32], ModelError> {
+        self.check_tokens(st, tokens)?;
+        if st.gpu.is_some() {
+            return Err(ModelError::HiddenOnGpu);
+        }
+        let mut hidden = std::mem::take(&mut st.logits);
+        let mut sc = std::mem::take(&mut st.scratch);
+        hidden.resize(self.hp.n_embd, 0.0);
+        let as_decode = st.rows_as_decode;
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        let mut result = Ok(());
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let segs = &mut [Segment {
+                state: &mut *st,
+                tokens: chunk,
+            }];
+            let out = if ci + 1 == n_chunks {
+                Out::Hidden(&mut hidden)
+            } else {
+                Out::None
+            };
+            result = self.forward_batch(&mut sc, segs, out, as_decode, &mut |_, _, _| {});
+            if result.is_err() {
+                break;
+            }
+        }
+        st.scratch = sc;
+        st.logits = hidden;
         result?;
         Ok(&st.logits)
     }
@@ -599,12 +650,13 @@ impl Model<'_> {
                 (l, n)
             }
             Out::Last(l) => {
-                let mut end = 0;
-                for (seg, o) in segs.iter().zip(xn.chunks_exact_mut(e)) {
-                    end += seg.tokens.len();
-                    ops::rms_norm(&x[(end - 1) * e..end * e], &w.output_norm, eps, o);
-                }
+                norm_last_rows(x, segs, &w.output_norm, eps, xn);
                 (l, segs.len())
+            }
+            Out::Hidden(h) => {
+                norm_last_rows(x, segs, &w.output_norm, eps, h);
+                trace("result_norm", hp.n_layer, h);
+                return Ok(());
             }
         };
         let xn = &xn[..n_out * e];

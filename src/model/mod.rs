@@ -78,6 +78,8 @@ pub enum ModelError {
     BatchTooLarge { rows: usize, max: usize },
     #[error("several sequences in one forward pass run on the CPU only")]
     SegmentsOnGpu,
+    #[error("the hidden state alone (a draft's shortlist head) is computed on the CPU only")]
+    HiddenOnGpu,
     #[error("n_ctx must be at least 1")]
     ZeroContext,
     #[error(transparent)]
@@ -91,6 +93,16 @@ pub enum ModelError {
 pub struct ModelOptions {
     /// Compute threads; 0 means one per available core.
     pub n_threads: usize,
+}
+
+/// The output head's weights in place: `n_vocab` rows of `n_embd` elements of `ty`, row-major.
+pub struct OutputHead<'a> {
+    pub ty: GgmlType,
+    pub n_embd: usize,
+    pub n_vocab: usize,
+    pub data: &'a [u8],
+    /// `[n_vocab]`, when the file has `output.bias`.
+    pub bias: Option<&'a [f32]>,
 }
 
 /// A model ready to run: hyperparameters, weight views into `gguf`, and a thread pool.
@@ -141,6 +153,30 @@ impl<'a> Model<'a> {
     /// Threads the forward pass uses.
     pub fn n_threads(&self) -> usize {
         self.pool.n_threads()
+    }
+
+    /// The forward pass's threads, for work that goes with it (a draft's shortlist head): a
+    /// second spinning pool on the same cores would slow both.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The output head as stored (`n_vocab` rows of `n_embd` elements, the embedding table when
+    /// the file ties them) and its bias, for a caller that computes some logits itself from
+    /// [`Model::forward_hidden`].
+    pub fn output_head(&self) -> OutputHead<'_> {
+        let t = self
+            .gguf
+            .tensor(arch::names::OUTPUT)
+            .or_else(|| self.gguf.tensor(arch::names::TOKEN_EMBD));
+        OutputHead {
+            ty: self.weights.output.w.ty(),
+            n_embd: self.hp.n_embd,
+            n_vocab: self.hp.n_vocab,
+            // `load` bound this very tensor (checked shape and type), so it is there.
+            data: t.map_or(&[][..], |t| self.gguf.tensor_data(t)),
+            bias: self.weights.output.b.as_deref(),
+        }
     }
 
     /// Whether states made from now on follow ggml's flash-attention arithmetic on the CPU
