@@ -198,9 +198,21 @@ pub const BATCH_MIN_ROWS: usize = 8;
 /// the matching single-row kernel: the form that shares activation loads.
 pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
 
-/// Two weight rows (back to back in `w`) against four activation rows, `out[r][t]`, each entry
-/// bit-identical to the single-row kernel: the prefill form.
-pub type Tile2x4Fn = fn(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2];
+/// `rows` weight rows (back to back in `w`) against `toks` activation rows (`a`), into
+/// `out[r * toks + t]`, each entry bit-identical to the single-row kernel: the prefill and
+/// batched-decode form, which loads each weight block once for several tokens.
+pub type TileFn = fn(w: &[u8], a: &[&[u8]], out: &mut [f32]);
+
+/// A tile kernel and its shape.
+#[derive(Clone, Copy)]
+pub struct Tile {
+    pub rows: usize,
+    pub toks: usize,
+    pub run: TileFn,
+}
+
+/// The most outputs a tile has (`rows * toks`).
+pub const TILE_MAX_OUT: usize = 32;
 
 /// One float order: its single-row kernel and, where one exists, its four-row form.
 #[derive(Clone, Copy)]
@@ -226,8 +238,9 @@ pub struct Orders {
     pub single: Kernel,
     pub batch: Kernel,
     pub rule: BatchRule,
-    /// A 2x4 tile kernel, for formats whose every row takes one order (`single` = `batch`).
-    pub tile: Option<Tile2x4Fn>,
+    /// Tile kernels, widest first, for formats whose every row takes one order
+    /// (`single` = `batch`); the product runs each batch of tokens through the widest that fits.
+    pub tiles: [Option<Tile>; 2],
 }
 
 impl Orders {
@@ -251,7 +264,7 @@ impl Orders {
             single: k,
             batch: k,
             rule: BatchRule::Tiled,
-            tile: None,
+            tiles: [None; 2],
         }
     }
 }
@@ -275,7 +288,7 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
                 four: None,
             },
             rule: BatchRule::Tiled,
-            tile: None,
+            tiles: [None; 2],
         }),
         // ggml repacks Q4_K only on AVX2 machines; elsewhere its plain kernels run, whose order
         // the quant module's reference already has.
@@ -285,9 +298,10 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile2x4Fn};
+    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile};
     use crate::quant::x86::avx2::ggml_order as k;
     use crate::quant::x86::avx2::rows4 as r4;
+    use crate::quant::x86::avx512 as x512;
     use crate::quant::{GgmlType, VecDotFn};
 
     macro_rules! safe {
@@ -311,28 +325,51 @@ mod avx2 {
         }};
     }
 
-    macro_rules! safe_tile {
-        ($f:path) => {{
-            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-                // SAFETY: as in `safe!`.
-                unsafe { $f(w, a) }
+    /// A 2x4 AVX2 tile as a [`Tile`]; `$check` says what confirmed its CPU features.
+    macro_rules! tile2x4 {
+        ($f:path, $check:literal) => {{
+            fn run(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
+                let a: [&[u8]; 4] = a.try_into().expect("four activation rows");
+                // SAFETY: handed out only after `avx2_available()` and $check confirmed this
+                // CPU's features; the kernel checks its slice lengths itself.
+                let got = unsafe { $f(w, a) };
+                out.copy_from_slice(got.as_flattened());
             }
-            safe as Tile2x4Fn
+            Tile {
+                rows: 2,
+                toks: 4,
+                run,
+            }
         }};
     }
 
-    macro_rules! safe_tile_vnni {
+    /// A 4x8 AVX-512 tile as a [`Tile`].
+    macro_rules! tile4x8 {
         ($f:path) => {{
-            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-                // SAFETY: handed out only after `avx2_available()` and the avxvnni check above.
-                unsafe { $f(w, a) }
+            fn run(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
+                // SAFETY: handed out only after `avx512::available()`; the kernel checks its
+                // slice lengths itself.
+                unsafe { $f(w, a, out) }
             }
-            safe as Tile2x4Fn
+            Tile {
+                rows: x512::ROWS,
+                toks: x512::TOKS,
+                run,
+            }
         }};
+    }
+
+    /// The tiles for a format: the 4x8 AVX-512 one where the CPU has it, then the 2x4 one
+    /// for the tokens left over.
+    fn tiles(wide: Option<Tile>, narrow: Tile) -> [Option<Tile>; 2] {
+        match wide {
+            Some(w) => [Some(w), Some(narrow)],
+            None => [Some(narrow), None],
+        }
     }
 
     pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
-        let same = |one: VecDotFn, four: Dot4Fn, tile: Tile2x4Fn| {
+        let same = |one: VecDotFn, four: Dot4Fn, tiles: [Option<Tile>; 2]| {
             let k = Kernel {
                 one,
                 four: Some(four),
@@ -341,32 +378,40 @@ mod avx2 {
                 single: k,
                 batch: k,
                 rule: BatchRule::Tiled,
-                tile: Some(tile),
+                tiles,
             }
         };
         // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
         // same lanes and the same final sum), so only the four-row form is new for them.
         let kernels = crate::quant::kernels(ty).ok()?;
-        // AVX-VNNI forms the same lane integers in one instruction instead of two.
+        // AVX-VNNI forms the same lane integers in one instruction instead of two; AVX-512
+        // holds two rows per register and a 4x8 tile in its 32 registers.
         let vnni = std::arch::is_x86_feature_detected!("avxvnni");
+        let wide = x512::available();
         match ty {
             GgmlType::Q8_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
-                if vnni {
-                    safe_tile_vnni!(r4::tile2x4_q8_0_vnni)
-                } else {
-                    safe_tile!(r4::tile2x4_q8_0)
-                },
+                tiles(
+                    wide.then(|| tile4x8!(x512::tile4x8_q8_0)),
+                    if vnni {
+                        tile2x4!(r4::tile2x4_q8_0_vnni, "the avxvnni check")
+                    } else {
+                        tile2x4!(r4::tile2x4_q8_0, "nothing more")
+                    },
+                ),
             )),
             GgmlType::Q5_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
-                if vnni {
-                    safe_tile_vnni!(r4::tile2x4_q5_0_vnni)
-                } else {
-                    safe_tile!(r4::tile2x4_q5_0)
-                },
+                tiles(
+                    wide.then(|| tile4x8!(x512::tile4x8_q5_0)),
+                    if vnni {
+                        tile2x4!(r4::tile2x4_q5_0_vnni, "the avxvnni check")
+                    } else {
+                        tile2x4!(r4::tile2x4_q5_0, "nothing more")
+                    },
+                ),
             )),
             GgmlType::Q6_K => Some(Orders {
                 single: Kernel {
@@ -378,7 +423,7 @@ mod avx2 {
                     four: None,
                 },
                 rule: BatchRule::Tiled,
-                tile: None,
+                tiles: [None; 2],
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
                 single: Kernel {
@@ -390,7 +435,7 @@ mod avx2 {
                     four: Some(safe4!(r4::vec_dot4_q4_k_repacked_gemm)),
                 },
                 rule: BatchRule::GroupsOfFour,
-                tile: None,
+                tiles: [None; 2],
             }),
             _ => None,
         }
@@ -531,8 +576,17 @@ mod tests {
                 let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
                 assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
             }
-            // Four different activation rows through the 2x4 tile.
-            let acts: Vec<Vec<u8>> = (0..4)
+            if ty == GgmlType::Q8_0 {
+                // A hostile file may hold -128, which our quantizer never writes: ggml's sign
+                // trick and the tiles' unsigned offset must still agree.
+                for r in 0..4 {
+                    for i in (2..32).step_by(7) {
+                        w[r * rb + 34 * (r + 1) + i] = 0x80;
+                    }
+                }
+            }
+            // Eight different activation rows through every tile form.
+            let acts: Vec<Vec<u8>> = (0..8)
                 .map(|t| {
                     let x: Vec<f32> = (0..n)
                         .map(|i| (i as f32 * 0.1 * (t + 1) as f32).cos())
@@ -542,34 +596,54 @@ mod tests {
                     a
                 })
                 .collect();
-            let a4 = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
-            let mut tiles = vec![("selected", o.tile.expect("tile form")(&w[rb..3 * rb], a4))];
+            let acts: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+            let want = |r: usize, t: usize| (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], acts[t]);
+            let check = |form: &str, tile: Tile| {
+                let mut got = vec![0.0f32; tile.rows * tile.toks];
+                (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &mut got);
+                for r in 0..tile.rows {
+                    for t in 0..tile.toks {
+                        let (g, e) = (got[r * tile.toks + t], want(r, t));
+                        assert_eq!(g.to_bits(), e.to_bits(), "{ty} {form} r{r} t{t}");
+                    }
+                }
+            };
+            for tile in o.tiles.iter().flatten() {
+                check("selected", *tile);
+            }
             use crate::quant::x86::avx2::rows4 as r4;
+            let a4: [&[u8]; 4] = acts[..4].try_into().expect("four rows");
             // SAFETY: avx2, fma and f16c were checked at the top (and avxvnni just below).
             let avx2 = unsafe {
                 match ty {
-                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[rb..3 * rb], a4),
-                    _ => r4::tile2x4_q5_0(&w[rb..3 * rb], a4),
+                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[..2 * rb], a4),
+                    _ => r4::tile2x4_q5_0(&w[..2 * rb], a4),
                 }
             };
-            tiles.push(("avx2", avx2));
+            let mut forms = vec![("avx2", avx2)];
             if std::arch::is_x86_feature_detected!("avxvnni") {
                 // SAFETY: as above.
                 let vnni = unsafe {
                     match ty {
-                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[rb..3 * rb], a4),
-                        _ => r4::tile2x4_q5_0_vnni(&w[rb..3 * rb], a4),
+                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[..2 * rb], a4),
+                        _ => r4::tile2x4_q5_0_vnni(&w[..2 * rb], a4),
                     }
                 };
-                tiles.push(("vnni", vnni));
+                forms.push(("vnni", vnni));
             } else {
                 eprintln!("no avxvnni here: its tile form is not exercised");
             }
-            for (form, got) in tiles {
+            if !crate::quant::x86::avx512::available() {
+                eprintln!("no avx512 vnni here: the 4x8 tile is not exercised");
+            }
+            for (form, got) in forms {
                 for r in 0..2 {
                     for t in 0..4 {
-                        let want = (kw.vec_dot)(n, &w[(r + 1) * rb..(r + 2) * rb], &acts[t]);
-                        assert_eq!(got[r][t].to_bits(), want.to_bits(), "{ty} {form} r{r} t{t}");
+                        assert_eq!(
+                            got[r][t].to_bits(),
+                            want(r, t).to_bits(),
+                            "{ty} {form} r{r} t{t}"
+                        );
                     }
                 }
             }

@@ -7,7 +7,7 @@
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
 use super::act_quant::activation_quantizer;
-use super::ggml_order::{orders_for, Orders};
+use super::ggml_order::{orders_for, Orders, TILE_MAX_OUT};
 use super::Pool;
 use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
 
@@ -209,28 +209,40 @@ pub fn matmul_rows(
             unsafe { *out.at(t * m + r0 + j) = v };
         };
         let mut t = 0;
-        if let Some(tile_fn) = w.orders.tile {
-            // Four tokens at a time against pairs of rows; the odd last row and the last
-            // tokens fall through to the row kernels below.
-            while t + 4 <= n_tok {
-                let a = [0, 1, 2, 3].map(|i| &act[(t + i) * arb..(t + i + 1) * arb]);
+        for tile in w.orders.tiles.iter().flatten() {
+            // `toks` tokens at a time against `rows` rows at a time; the rows left over and the
+            // tokens past the last whole tile fall through to the narrower tile or the row
+            // kernels below.
+            let (tr, tt) = (tile.rows, tile.toks);
+            let mut got = [0.0f32; TILE_MAX_OUT];
+            let got = &mut got[..tr * tt];
+            while t + tt <= n_tok {
+                let a: [&[u8]; TILE_MAX_OUT] = std::array::from_fn(|i| {
+                    if i < tt {
+                        &act[(t + i) * arb..][..arb]
+                    } else {
+                        &[]
+                    }
+                });
+                let a = &a[..tt];
                 let mut j = 0;
-                while j + 2 <= rows {
-                    let got = tile_fn(w.rows(r0 + j, 2), a);
-                    for (r, row) in got.iter().enumerate() {
+                while j + tr <= rows {
+                    (tile.run)(w.rows(r0 + j, tr), a, got);
+                    for (r, row) in got.chunks_exact(tt).enumerate() {
                         for (i, &v) in row.iter().enumerate() {
                             put(t + i, j + r, v);
                         }
                     }
-                    j += 2;
+                    j += tr;
                 }
-                if j < rows {
-                    for (i, a) in a.iter().enumerate() {
-                        w.dot_rows(r0 + j, a, &mut buf[..1], (t + i).min(n_rule - 1), n_rule);
-                        put(t + i, j, buf[0]);
+                for (i, a) in a.iter().enumerate() {
+                    let n = rows - j;
+                    w.dot_rows(r0 + j, a, &mut buf[..n], (t + i).min(n_rule - 1), n_rule);
+                    for (jj, &v) in buf[..n].iter().enumerate() {
+                        put(t + i, j + jj, v);
                     }
                 }
-                t += 4;
+                t += tt;
             }
         }
         for t in t..n_tok {
