@@ -637,13 +637,9 @@ mod tests {
                 eprintln!("no avx512 vnni here: the 4x8 tile is not exercised");
             }
             for (form, got) in forms {
-                for r in 0..2 {
-                    for t in 0..4 {
-                        assert_eq!(
-                            got[r][t].to_bits(),
-                            want(r, t).to_bits(),
-                            "{ty} {form} r{r} t{t}"
-                        );
+                for (r, row) in got.iter().enumerate() {
+                    for (t, g) in row.iter().enumerate() {
+                        assert_eq!(g.to_bits(), want(r, t).to_bits(), "{ty} {form} r{r} t{t}");
                     }
                 }
             }
