@@ -198,10 +198,15 @@ pub const BATCH_MIN_ROWS: usize = 8;
 /// the matching single-row kernel: the form that shares activation loads.
 pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
 
-/// `rows` weight rows (back to back in `w`) against `toks` activation rows (`a`), into
-/// `out[r * toks + t]`, each entry bit-identical to the single-row kernel: the prefill and
-/// batched-decode form, which loads each weight block once for several tokens.
-pub type TileFn = fn(w: &[u8], a: &[&[u8]], out: &mut [f32]);
+/// `rows` weight rows (back to back in `w`) against `toks` activation rows (`a`, with what the
+/// tile's `prep` made of each in `aux`), into `out[r * toks + t]`, each entry bit-identical to
+/// the single-row kernel: the prefill and batched-decode form, which loads each weight block
+/// once for several tokens.
+pub type TileFn = fn(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]);
+
+/// Work a tile wants done once per activation row and product rather than once per tile:
+/// `aux` (`aux_per_block` bytes per block of the row) from the quantized row `a`.
+pub type TilePrepFn = fn(a: &[u8], aux: &mut [u8]);
 
 /// A tile kernel and its shape.
 #[derive(Clone, Copy)]
@@ -209,6 +214,7 @@ pub struct Tile {
     pub rows: usize,
     pub toks: usize,
     pub run: TileFn,
+    pub prep: Option<(TilePrepFn, usize)>,
 }
 
 /// The most outputs a tile has (`rows * toks`).
@@ -328,7 +334,7 @@ mod avx2 {
     /// A 2x4 AVX2 tile as a [`Tile`]; `$check` says what confirmed its CPU features.
     macro_rules! tile2x4 {
         ($f:path, $check:literal) => {{
-            fn run(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
+            fn run(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
                 let a: [&[u8]; 4] = a.try_into().expect("four activation rows");
                 // SAFETY: handed out only after `avx2_available()` and $check confirmed this
                 // CPU's features; the kernel checks its slice lengths itself.
@@ -339,22 +345,28 @@ mod avx2 {
                 rows: 2,
                 toks: 4,
                 run,
+                prep: None,
             }
         }};
     }
 
     /// A 4x8 AVX-512 tile as a [`Tile`].
     macro_rules! tile4x8 {
-        ($f:path) => {{
-            fn run(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
+        ($f:path, $prep:path) => {{
+            fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
                 // SAFETY: handed out only after `avx512::available()`; the kernel checks its
                 // slice lengths itself.
-                unsafe { $f(w, a, out) }
+                unsafe { $f(w, a, aux, out) }
+            }
+            fn prep(a: &[u8], aux: &mut [u8]) {
+                // SAFETY: as above.
+                unsafe { $prep(a, aux) }
             }
             Tile {
                 rows: x512::ROWS,
                 toks: x512::TOKS,
                 run,
+                prep: Some((prep, x512::AUX_PER_BLOCK)),
             }
         }};
     }
@@ -393,7 +405,7 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::tile4x8_q8_0)),
+                    wide.then(|| tile4x8!(x512::tile4x8_q8_0, x512::prep_q8_0)),
                     if vnni {
                         tile2x4!(r4::tile2x4_q8_0_vnni, "the avxvnni check")
                     } else {
@@ -405,7 +417,7 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::tile4x8_q5_0)),
+                    wide.then(|| tile4x8!(x512::tile4x8_q5_0, x512::prep_q5_0)),
                     if vnni {
                         tile2x4!(r4::tile2x4_q5_0_vnni, "the avxvnni check")
                     } else {
@@ -600,7 +612,19 @@ mod tests {
             let want = |r: usize, t: usize| (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], acts[t]);
             let check = |form: &str, tile: Tile| {
                 let mut got = vec![0.0f32; tile.rows * tile.toks];
-                (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &mut got);
+                let aux: Vec<Vec<u8>> = acts[..tile.toks]
+                    .iter()
+                    .map(|a| match tile.prep {
+                        Some((prep, per_block)) => {
+                            let mut aux = vec![0u8; per_block * n / 32];
+                            prep(a, &mut aux);
+                            aux
+                        }
+                        None => Vec::new(),
+                    })
+                    .collect();
+                let aux: Vec<&[u8]> = aux.iter().map(|a| &a[..]).collect();
+                (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &aux, &mut got);
                 for r in 0..tile.rows {
                     for t in 0..tile.toks {
                         let (g, e) = (got[r * tile.toks + t], want(r, t));

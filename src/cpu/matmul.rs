@@ -186,7 +186,24 @@ pub fn matmul_rows(
     } else {
         pool.for_each_chunk(act, arb, &|t, a| from_f32(&x[t * k..(t + 1) * k], a));
     }
+    // What the widest tile wants computed once per activation row (see `TilePrepFn`).
+    let prep = w
+        .orders
+        .tiles
+        .iter()
+        .flatten()
+        .find(|t| t.toks <= n_tok)
+        .and_then(|t| t.prep);
+    let aux_row = prep.map_or(0, |(_, per_block)| per_block * (k / w.ty().block_size()));
+    act.truncate(n_tok * arb);
+    act.resize(n_tok * (arb + aux_row), 0);
+    let (qa, aux) = act.split_at_mut(n_tok * arb);
+    if let Some((prep, _)) = prep {
+        let qa: &[u8] = qa;
+        pool.for_each_chunk(aux, aux_row, &|t, x| prep(&qa[t * arb..(t + 1) * arb], x));
+    }
     let act: &[u8] = act;
+    let (act, aux) = act.split_at(n_tok * arb);
     // The batch size the kernel rules see: 1 when every row must round as if decoded alone.
     let n_rule = if as_decode { 1 } else { n_tok };
     if n_tok == 1 {
@@ -217,17 +234,18 @@ pub fn matmul_rows(
             let mut got = [0.0f32; TILE_MAX_OUT];
             let got = &mut got[..tr * tt];
             while t + tt <= n_tok {
-                let a: [&[u8]; TILE_MAX_OUT] = std::array::from_fn(|i| {
-                    if i < tt {
-                        &act[(t + i) * arb..][..arb]
-                    } else {
-                        &[]
+                let mut a: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
+                let mut x: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
+                for i in 0..tt {
+                    a[i] = &act[(t + i) * arb..][..arb];
+                    if tile.prep.is_some() {
+                        x[i] = &aux[(t + i) * aux_row..][..aux_row];
                     }
-                });
-                let a = &a[..tt];
+                }
+                let (a, x) = (&a[..tt], &x[..tt]);
                 let mut j = 0;
                 while j + tr <= rows {
-                    (tile.run)(w.rows(r0 + j, tr), a, got);
+                    (tile.run)(w.rows(r0 + j, tr), a, x, got);
                     for (r, row) in got.chunks_exact(tt).enumerate() {
                         for (i, &v) in row.iter().enumerate() {
                             put(t + i, j + r, v);

@@ -18,7 +18,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::hsum_ps;
-use super::avx2::legacy::unpack5;
+use super::avx2::rows4::prefetch_ahead;
 use crate::quant::q5_0::BlockQ5_0;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::{as_blocks, Block};
@@ -69,37 +69,113 @@ impl TileBlock for BlockQ8_0 {
     }
 }
 
-/// A block's 32 values plus their offset (16 for Q5_0, 128 for Q8_0) as unsigned bytes.
+/// Bytes of tile preparation per activation block: the eight lanes' `-offset·Σy` (i32) and the
+/// block's scale as f32.
+pub const AUX_PER_BLOCK: usize = 36;
+
+/// What the tiles need of one Q8_0 activation row besides its blocks, computed once per product
+/// instead of once per tile: per block, each lane's starting integer `-(Σ of its four y) <<
+/// SHIFT` and the scale as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn unsigned<W: TileBlock>(x: &W) -> __m256i {
-    match x.quants() {
-        Quants::Five(qh, qs) => unpack5(qh.to_le_bytes(), qs),
-        Quants::Eight(qs) => {
-            // SAFETY: `qs` is 32 readable bytes; loadu has no alignment requirement.
-            let q = unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) };
-            _mm256_xor_si256(q, _mm256_set1_epi8(-128))
-        }
+fn prep<const SHIFT: i32>(a: &[u8], aux: &mut [u8]) {
+    let ys = as_blocks::<BlockQ8_0>(a);
+    assert_eq!(aux.len(), AUX_PER_BLOCK * ys.len(), "tile preparation size");
+    let ones = _mm256_set1_epi8(1);
+    let zero = _mm256_setzero_si256();
+    for (y, out) in ys.iter().zip(aux.chunks_exact_mut(AUX_PER_BLOCK)) {
+        // SAFETY: a block's 32 quants are readable; loadu has no alignment requirement.
+        let q = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
+        let sum = _mm256_dpbusd_epi32(zero, ones, q);
+        let neg = _mm256_sub_epi32(zero, _mm256_slli_epi32::<SHIFT>(sum));
+        // SAFETY: `out` is 36 writable bytes; storeu has no alignment requirement.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), neg) };
+        let d = crate::quant::f16::le_fp16_to_f32(y.d);
+        out[32..].copy_from_slice(&d.to_le_bytes());
     }
 }
 
-/// Q5_0 · Q8_0, four weight rows (back to back in `w`) against eight activation rows:
-/// `out[r * 8 + t]`, each the bits of `legacy::vec_dot_q5_0` for that pair.
+/// [`prep`] for the Q5_0 tile.
 ///
 /// # Safety
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn tile4x8_q5_0(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
-    tile4x8::<BlockQ5_0, 4>(w, a, out)
+pub unsafe fn prep_q5_0(a: &[u8], aux: &mut [u8]) {
+    prep::<4>(a, aux)
 }
 
-/// Q8_0 · Q8_0, as [`tile4x8_q5_0`] (the bits of `legacy::vec_dot_q8_0`).
+/// [`prep`] for the Q8_0 tile.
 ///
 /// # Safety
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn tile4x8_q8_0(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
-    tile4x8::<BlockQ8_0, 7>(w, a, out)
+pub unsafe fn prep_q8_0(a: &[u8], aux: &mut [u8]) {
+    prep::<7>(a, aux)
+}
+
+/// Q5_0 · Q8_0, four weight rows (back to back in `w`) against eight activation rows `a` (with
+/// their [`prep_q5_0`] in `aux`): `out[r * 8 + t]`, each the bits of `legacy::vec_dot_q5_0` for
+/// that pair.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn tile4x8_q5_0(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+    tile4x8::<BlockQ5_0>(w, a, aux, out)
+}
+
+/// Q8_0 · Q8_0, as [`tile4x8_q5_0`] (the bits of `legacy::vec_dot_q8_0`; `aux` from
+/// [`prep_q8_0`]).
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn tile4x8_q8_0(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+    tile4x8::<BlockQ8_0>(w, a, aux, out)
+}
+
+/// Two rows' blocks `b` as unsigned bytes, row `lo` in the low half of the register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn unsigned_pair<W: TileBlock>(lo: &W, hi: &W) -> __m512i {
+    match (lo.quants(), hi.quants()) {
+        (Quants::Five(hl, ql), Quants::Five(hh, qh)) => {
+            // SAFETY: `ql` and `qh` are 16 readable bytes each; loadu has no alignment need.
+            let q = unsafe { _mm256_loadu2_m128i(qh.as_ptr().cast(), ql.as_ptr().cast()) };
+            // 128-bit lanes [ql, qh, ql >> 4, qh >> 4], reordered to [ql, ql >> 4, qh, qh >> 4]:
+            // each row's 32 nibbles in element order.
+            let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4));
+            let nib = _mm512_and_si512(
+                _mm512_shuffle_i64x2::<0b11_01_10_00>(both, both),
+                _mm512_set1_epi8(0x0F),
+            );
+            // Bit j of the high bits adds 16 to element j.
+            let high = u64::from(hl) | u64::from(hh) << 32;
+            _mm512_mask_add_epi8(nib, high, nib, _mm512_set1_epi8(16))
+        }
+        (Quants::Eight(ql), Quants::Eight(qh)) => {
+            // SAFETY: `ql` and `qh` are 32 readable bytes each.
+            let (l, h) = unsafe {
+                (
+                    _mm256_loadu_si256(ql.as_ptr().cast()),
+                    _mm256_loadu_si256(qh.as_ptr().cast()),
+                )
+            };
+            let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l), h);
+            _mm512_xor_si512(q, _mm512_set1_epi8(-128))
+        }
+        _ => unreachable!("one block type per tile"),
+    }
+}
+
+/// Two rows' block scales as `[dx_lo; 8] ++ [dx_hi; 8]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn scales_pair<W: TileBlock>(lo: &W, hi: &W) -> __m512 {
+    let pair = u32::from(f16_bits(lo.d())) | u32::from(f16_bits(hi.d())) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
+    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
 }
 
 #[inline(always)]
@@ -109,53 +185,52 @@ fn f16_bits(h: [u8; 2]) -> u16 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn tile4x8<W: TileBlock, const SHIFT: u32>(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
-    assert_eq!(a.len(), TOKS, "eight activation rows per tile");
-    assert_eq!(out.len(), ROWS * TOKS, "a 4x8 tile's outputs");
-    let ys: [&[BlockQ8_0]; TOKS] = std::array::from_fn(|t| as_blocks::<BlockQ8_0>(a[t]));
-    let nb = ys[0].len();
+fn tile4x8<W: TileBlock>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
     assert!(
-        ys.iter().all(|y| y.len() == nb),
-        "activation rows of one length"
+        a.len() == TOKS && aux.len() == TOKS,
+        "eight activation rows per tile"
     );
+    assert_eq!(out.len(), ROWS * TOKS, "a 4x8 tile's outputs");
+    let nb = as_blocks::<BlockQ8_0>(a[0]).len();
+    let mut ys = [&[][..]; TOKS];
+    for t in 0..TOKS {
+        ys[t] = as_blocks::<BlockQ8_0>(a[t]);
+        assert!(
+            ys[t].len() == nb && aux[t].len() == AUX_PER_BLOCK * nb,
+            "activation rows of one length"
+        );
+    }
     let xs = as_blocks::<W>(w);
     assert_eq!(xs.len(), ROWS * nb, "four weight rows per tile");
-    let ones = _mm512_set1_epi8(1);
-    let zero = _mm512_setzero_si512();
-    // Lane i of the scale vector takes element 0 (low half) or 1 (high half) of a pair.
-    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     let mut acc = [[_mm512_setzero_ps(); TOKS]; 2];
     for b in 0..nb {
-        let dy_bits: [u16; TOKS] = std::array::from_fn(|t| f16_bits(ys[t][b].d));
-        let mut dy = [0.0f32; TOKS];
-        // SAFETY: `dy_bits` is 16 readable bytes and `dy` 8 writable f32.
-        unsafe {
-            let h = _mm_loadu_si128(dy_bits.as_ptr().cast());
-            _mm256_storeu_ps(dy.as_mut_ptr(), _mm256_cvtph_ps(h));
+        // The output head streams its 178 MB from memory once per step: keep its misses in
+        // flight as the four-row decode kernels do.
+        for r in 0..ROWS {
+            prefetch_ahead(&xs[r * nb + b]);
         }
-        let wx: [__m512i; 2] = std::array::from_fn(|p| {
-            let (lo, hi) = (&xs[2 * p * nb + b], &xs[(2 * p + 1) * nb + b]);
-            let (lo, hi) = (unsigned(lo), unsigned(hi));
-            _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
-        });
-        let dx: [__m512; 2] = std::array::from_fn(|p| {
-            let pair = u32::from(f16_bits(xs[2 * p * nb + b].d()))
-                | u32::from(f16_bits(xs[(2 * p + 1) * nb + b].d())) << 16;
-            let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
-            _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
-        });
+        let wx = [
+            unsigned_pair(&xs[b], &xs[nb + b]),
+            unsigned_pair(&xs[2 * nb + b], &xs[3 * nb + b]),
+        ];
+        let dx = [
+            scales_pair(&xs[b], &xs[nb + b]),
+            scales_pair(&xs[2 * nb + b], &xs[3 * nb + b]),
+        ];
         for t in 0..TOKS {
-            // SAFETY: a block's 32 quants are readable; loadu has no alignment requirement.
-            let qy =
-                unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(ys[t][b].qs.as_ptr().cast())) };
-            let neg = _mm512_sub_epi32(
-                zero,
-                _mm512_slli_epi32::<SHIFT>(_mm512_dpbusd_epi32(zero, ones, qy)),
-            );
-            let dyt = _mm512_set1_ps(dy[t]);
+            let pre = &aux[t][AUX_PER_BLOCK * b..][..AUX_PER_BLOCK];
+            // SAFETY: a block's 32 quants and `pre`'s 36 bytes are readable; loadu has no
+            // alignment requirement.
+            let (qy, neg) = unsafe {
+                (
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(ys[t][b].qs.as_ptr().cast())),
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(pre.as_ptr().cast())),
+                )
+            };
+            let dy = _mm512_set1_ps(f32::from_le_bytes([pre[32], pre[33], pre[34], pre[35]]));
             for p in 0..2 {
                 let lanes = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(neg, wx[p], qy));
-                acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[p], dyt), lanes, acc[p][t]);
+                acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[p], dy), lanes, acc[p][t]);
             }
         }
     }
