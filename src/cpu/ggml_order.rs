@@ -215,6 +215,9 @@ pub struct Tile {
     pub toks: usize,
     pub run: TileFn,
     pub prep: Option<(TilePrepFn, usize)>,
+    /// Whether the tile computes the `batch` kernel's order (formats whose orders differ), so
+    /// that only the activation rows the batch rule sends there may take it.
+    pub batch_order: bool,
 }
 
 /// The most outputs a tile has (`rows * toks`).
@@ -260,6 +263,16 @@ impl Orders {
             &self.batch
         } else {
             &self.single
+        }
+    }
+
+    /// How many leading activation rows of a product over `n_tok` rows take the `batch`
+    /// kernel (`for_row` sends exactly those there).
+    pub fn batch_rows(&self, n_tok: usize) -> usize {
+        match self.rule {
+            BatchRule::Tiled if n_tok >= BATCH_MIN_ROWS => n_tok,
+            BatchRule::Tiled => 0,
+            BatchRule::GroupsOfFour => n_tok - n_tok % 4,
         }
     }
 
@@ -346,6 +359,7 @@ mod avx2 {
                 toks: 4,
                 run,
                 prep: None,
+                batch_order: false,
             }
         }};
     }
@@ -363,10 +377,11 @@ mod avx2 {
                 unsafe { $prep(a, aux) }
             }
             Tile {
-                rows: x512::ROWS,
-                toks: x512::TOKS,
+                rows: x512::legacy::ROWS,
+                toks: x512::legacy::TOKS,
                 run,
-                prep: Some((prep, x512::AUX_PER_BLOCK)),
+                prep: Some((prep, x512::legacy::AUX_PER_BLOCK)),
+                batch_order: false,
             }
         }};
     }
@@ -405,7 +420,7 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::tile4x8_q8_0, x512::prep_q8_0)),
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q8_0, x512::legacy::prep_q8_0)),
                     if vnni {
                         tile2x4!(r4::tile2x4_q8_0_vnni, "the avxvnni check")
                     } else {
@@ -417,7 +432,7 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::tile4x8_q5_0, x512::prep_q5_0)),
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q5_0, x512::legacy::prep_q5_0)),
                     if vnni {
                         tile2x4!(r4::tile2x4_q5_0_vnni, "the avxvnni check")
                     } else {
@@ -447,7 +462,23 @@ mod avx2 {
                     four: Some(safe4!(r4::vec_dot4_q4_k_repacked_gemm)),
                 },
                 rule: BatchRule::GroupsOfFour,
-                tiles: [None; 2],
+                tiles: [
+                    wide.then(|| {
+                        fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+                            // SAFETY: handed out only after `avx512::available()`; the kernel
+                            // checks its slice lengths itself.
+                            unsafe { x512::q4_k::tile2x8_q4_k(w, a, aux, out) }
+                        }
+                        Tile {
+                            rows: x512::q4_k::ROWS,
+                            toks: x512::q4_k::TOKS,
+                            run,
+                            prep: None,
+                            batch_order: true,
+                        }
+                    }),
+                    None,
+                ],
             }),
             _ => None,
         }
@@ -719,5 +750,63 @@ mod tests {
         };
         assert!(is_batch(&groups, 3, 6) && !is_batch(&groups, 4, 6) && !is_batch(&groups, 0, 3));
         assert!(is_batch(&groups, 7, 8) && !is_batch(&groups, 8, 9));
+        for o in [&tiled, &groups] {
+            for n in 1..20 {
+                let first = (0..n).take_while(|&t| is_batch(o, t, n)).count();
+                assert_eq!(o.batch_rows(n), first, "{:?} n={n}", o.rule);
+                assert!((first..n).all(|t| !is_batch(o, t, n)));
+            }
+        }
+    }
+
+    /// The Q4_K tile (where this CPU has one) gives every (row, token) the bits of the gemm
+    /// order it stands for, over several super-blocks and extreme activations.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn q4_k_tile_equals_the_gemm_order() {
+        let Some(o) = crate::quant::x86::avx2_available()
+            .then(|| orders_for(GgmlType::Q4_K, 640))
+            .flatten()
+        else {
+            eprintln!("skipping: no AVX2");
+            return;
+        };
+        let Some(tile) = o.tiles[0] else {
+            eprintln!("no avx512 vnni here: the Q4_K tile is not exercised");
+            return;
+        };
+        assert!(tile.batch_order);
+        for seed in 0..3 {
+            let n = 256 * (1 + 2 * seed);
+            let rb = quant::row_bytes(GgmlType::Q4_K, n).expect("row");
+            let mut w = Vec::new();
+            let mut acts = Vec::new();
+            for r in 0..tile.rows.max(tile.toks) {
+                let (wq, mut aq) = rows(GgmlType::Q4_K, n, 7 * seed + r);
+                if r < tile.rows {
+                    w.extend_from_slice(&wq);
+                }
+                if r == 3 {
+                    // Q8_K reaches -128, the extreme the byte products must carry.
+                    for b in (4..4 + 256).step_by(5) {
+                        aq[b] = 0x80;
+                    }
+                }
+                acts.push(aq);
+            }
+            let a: Vec<&[u8]> = acts[..tile.toks].iter().map(|a| &a[..]).collect();
+            let mut got = vec![0.0f32; tile.rows * tile.toks];
+            (tile.run)(&w, &a, &vec![&[][..]; tile.toks], &mut got);
+            for r in 0..tile.rows {
+                for t in 0..tile.toks {
+                    let want = vec_dot_q4_k_repacked_gemm(n, &w[r * rb..(r + 1) * rb], a[t]);
+                    assert_eq!(
+                        got[r * tile.toks + t].to_bits(),
+                        want.to_bits(),
+                        "r{r} t{t}"
+                    );
+                }
+            }
+        }
     }
 }

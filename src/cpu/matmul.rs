@@ -233,7 +233,12 @@ pub fn matmul_rows(
             let (tr, tt) = (tile.rows, tile.toks);
             let mut got = [0.0f32; TILE_MAX_OUT];
             let got = &mut got[..tr * tt];
-            while t + tt <= n_tok {
+            let limit = if tile.batch_order {
+                w.orders.batch_rows(n_rule)
+            } else {
+                n_tok
+            };
+            while t + tt <= limit {
                 let mut a: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
                 let mut x: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
                 for i in 0..tt {

@@ -13,24 +13,15 @@
 //! sum.
 //!
 //! # Safety
-//! Every `pub unsafe fn` here requires `available()`; slice lengths are checked inside.
+//! Every `pub unsafe fn` here requires `super::available()`; slice lengths are checked inside.
 
 use std::arch::x86_64::*;
 
-use super::avx2::hsum_ps;
-use super::avx2::rows4::prefetch_ahead;
+use super::super::avx2::rows4::prefetch_ahead;
+use super::hsum_halves;
 use crate::quant::q5_0::BlockQ5_0;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::{as_blocks, Block};
-
-/// Whether this CPU runs the kernels here (besides AVX2, FMA and F16C).
-pub fn available() -> bool {
-    super::avx2_available()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni")
-}
 
 /// Weight rows per tile.
 pub const ROWS: usize = 4;
@@ -90,7 +81,10 @@ fn prep<const SHIFT: i32>(a: &[u8], aux: &mut [u8]) {
         let neg = _mm256_sub_epi32(zero, _mm256_slli_epi32::<SHIFT>(sum));
         // SAFETY: `out` is 36 writable bytes; storeu has no alignment requirement.
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), neg) };
-        let d = crate::quant::f16::le_fp16_to_f32(y.d);
+        // F16C here: the portable conversion is a call per value.
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+            u16::from_le_bytes(y.d),
+        ))));
         out[32..].copy_from_slice(&d.to_le_bytes());
     }
 }
@@ -236,11 +230,9 @@ fn tile4x8<W: TileBlock>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) 
     }
     for p in 0..2 {
         for t in 0..TOKS {
-            let v = acc[p][t];
-            let lo = _mm512_castps512_ps256(v);
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-            out[2 * p * TOKS + t] = hsum_ps(lo);
-            out[(2 * p + 1) * TOKS + t] = hsum_ps(hi);
+            let (lo, hi) = hsum_halves(acc[p][t]);
+            out[2 * p * TOKS + t] = lo;
+            out[(2 * p + 1) * TOKS + t] = hi;
         }
     }
 }
