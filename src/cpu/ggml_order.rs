@@ -386,6 +386,25 @@ mod avx2 {
         }};
     }
 
+    /// An AVX-512 tile in a k-quant's batch order as a [`Tile`].
+    macro_rules! ktile {
+        ($f:path, $m:path) => {{
+            use $m as m;
+            fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+                // SAFETY: handed out only after `avx512::available()`; the kernel checks its
+                // slice lengths itself.
+                unsafe { $f(w, a, aux, out) }
+            }
+            Tile {
+                rows: m::ROWS,
+                toks: m::TOKS,
+                run,
+                prep: None,
+                batch_order: true,
+            }
+        }};
+    }
+
     /// The tiles for a format: the 4x8 AVX-512 one where the CPU has it, then the 2x4 one
     /// for the tokens left over.
     fn tiles(wide: Option<Tile>, narrow: Tile) -> [Option<Tile>; 2] {
@@ -450,7 +469,10 @@ mod avx2 {
                     four: None,
                 },
                 rule: BatchRule::Tiled,
-                tiles: [None; 2],
+                tiles: [
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k)),
+                    None,
+                ],
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
                 single: Kernel {
@@ -463,20 +485,7 @@ mod avx2 {
                 },
                 rule: BatchRule::GroupsOfFour,
                 tiles: [
-                    wide.then(|| {
-                        fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
-                            // SAFETY: handed out only after `avx512::available()`; the kernel
-                            // checks its slice lengths itself.
-                            unsafe { x512::q4_k::tile2x8_q4_k(w, a, aux, out) }
-                        }
-                        Tile {
-                            rows: x512::q4_k::ROWS,
-                            toks: x512::q4_k::TOKS,
-                            run,
-                            prep: None,
-                            batch_order: true,
-                        }
-                    }),
+                    wide.then(|| ktile!(x512::q4_k::tile2x8_q4_k, x512::q4_k)),
                     None,
                 ],
             }),
@@ -759,30 +768,42 @@ mod tests {
         }
     }
 
-    /// The Q4_K tile (where this CPU has one) gives every (row, token) the bits of the gemm
-    /// order it stands for, over several super-blocks and extreme activations.
+    /// The k-quant tiles (where this CPU has them) give every (row, token) the bits of the
+    /// batch order they stand for, over several super-blocks and extreme activations.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn q4_k_tile_equals_the_gemm_order() {
+    fn k_quant_tiles_equal_the_batch_orders() {
+        type Portable = fn(usize, &[u8], &[u8]) -> f32;
+        let cases: [(GgmlType, Portable); 2] = [
+            (GgmlType::Q4_K, vec_dot_q4_k_repacked_gemm),
+            (GgmlType::Q6_K, vec_dot_q6_k_tiled),
+        ];
+        for (ty, portable) in cases {
+            k_quant_tile_equals(ty, portable);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn k_quant_tile_equals(ty: GgmlType, portable: fn(usize, &[u8], &[u8]) -> f32) {
         let Some(o) = crate::quant::x86::avx2_available()
-            .then(|| orders_for(GgmlType::Q4_K, 640))
+            .then(|| orders_for(ty, 640))
             .flatten()
         else {
             eprintln!("skipping: no AVX2");
             return;
         };
         let Some(tile) = o.tiles[0] else {
-            eprintln!("no avx512 vnni here: the Q4_K tile is not exercised");
+            eprintln!("no avx512 vnni here: the {ty} tile is not exercised");
             return;
         };
         assert!(tile.batch_order);
         for seed in 0..3 {
             let n = 256 * (1 + 2 * seed);
-            let rb = quant::row_bytes(GgmlType::Q4_K, n).expect("row");
+            let rb = quant::row_bytes(ty, n).expect("row");
             let mut w = Vec::new();
             let mut acts = Vec::new();
             for r in 0..tile.rows.max(tile.toks) {
-                let (wq, mut aq) = rows(GgmlType::Q4_K, n, 7 * seed + r);
+                let (wq, mut aq) = rows(ty, n, 7 * seed + r);
                 if r < tile.rows {
                     w.extend_from_slice(&wq);
                 }
@@ -799,12 +820,9 @@ mod tests {
             (tile.run)(&w, &a, &vec![&[][..]; tile.toks], &mut got);
             for r in 0..tile.rows {
                 for t in 0..tile.toks {
-                    let want = vec_dot_q4_k_repacked_gemm(n, &w[r * rb..(r + 1) * rb], a[t]);
-                    assert_eq!(
-                        got[r * tile.toks + t].to_bits(),
-                        want.to_bits(),
-                        "r{r} t{t}"
-                    );
+                    let want = portable(n, &w[r * rb..(r + 1) * rb], a[t]);
+                    let got = got[r * tile.toks + t];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{ty} r{r} t{t}");
                 }
             }
         }

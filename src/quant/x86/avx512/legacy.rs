@@ -18,7 +18,7 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
-use super::hsum_halves;
+use super::{halves_f32, hsum_halves};
 use crate::quant::q5_0::BlockQ5_0;
 use crate::quant::q8_0::BlockQ8_0;
 use crate::quant::{as_blocks, Block};
@@ -162,21 +162,6 @@ fn unsigned_pair<W: TileBlock>(lo: &W, hi: &W) -> __m512i {
     }
 }
 
-/// Two rows' block scales as `[dx_lo; 8] ++ [dx_hi; 8]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn scales_pair<W: TileBlock>(lo: &W, hi: &W) -> __m512 {
-    let pair = u32::from(f16_bits(lo.d())) | u32::from(f16_bits(hi.d())) << 16;
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
-    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
-}
-
-#[inline(always)]
-fn f16_bits(h: [u8; 2]) -> u16 {
-    u16::from_le_bytes(h)
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn tile4x8<W: TileBlock>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
@@ -208,8 +193,8 @@ fn tile4x8<W: TileBlock>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) 
             unsigned_pair(&xs[2 * nb + b], &xs[3 * nb + b]),
         ];
         let dx = [
-            scales_pair(&xs[b], &xs[nb + b]),
-            scales_pair(&xs[2 * nb + b], &xs[3 * nb + b]),
+            halves_f32(xs[b].d(), xs[nb + b].d()),
+            halves_f32(xs[2 * nb + b].d(), xs[3 * nb + b].d()),
         ];
         for t in 0..TOKS {
             let pre = &aux[t][AUX_PER_BLOCK * b..][..AUX_PER_BLOCK];

@@ -13,6 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
+use super::{halves_f32, sum_lanes16};
 use crate::quant::as_blocks;
 use crate::quant::q4_k::BlockQ4K;
 use crate::quant::q8_k::BlockQ8K;
@@ -60,8 +61,8 @@ pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
         // SAFETY: `dy` holds 16 f32.
         let dy = unsafe { _mm512_loadu_ps(dy.as_ptr()) };
         // f32(d)·dy and f32(dmin)·dy per lane: the products the scalar chain forms.
-        let d = _mm512_mul_ps(rows_f32([x[0].d, x[1].d]), dy);
-        let dmin = _mm512_mul_ps(rows_f32([x[0].dmin, x[1].dmin]), dy);
+        let d = _mm512_mul_ps(halves_f32(x[0].d, x[1].d), dy);
+        let dmin = _mm512_mul_ps(halves_f32(x[0].dmin, x[1].dmin), dy);
         let (sc0, m0) = scales_mins(&x[0].scales);
         let (sc1, m1) = scales_mins(&x[1].scales);
         // Each token's eight sub-block sums (pairs of bsums) as i16, chunk k's two in u32
@@ -107,16 +108,6 @@ pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, accm)) };
 }
 
-/// The two rows' f16 values as f32, row 0's in lanes 0..8 and row 1's in lanes 8..16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn rows_f32(h: [[u8; 2]; 2]) -> __m512 {
-    let pair = u32::from(u16::from_le_bytes(h[0])) | u32::from(u16::from_le_bytes(h[1])) << 16;
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
-    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
-}
-
 /// Chunk `k` of a row: its 64 nibbles as bytes (low nibbles, then high), and the matching
 /// sub-block scales as i16 (`sc[2k]` for the low half, `sc[2k + 1]` for the high).
 #[inline]
@@ -143,34 +134,4 @@ fn scales_mins(s: &[u8; 12]) -> ([u8; 8], __m128i) {
     let (sc, m) = super::super::avx2::kquants::scales_mins_k4(s);
     let m = _mm_cvtepu8_epi16(_mm_set_epi64x(0, i64::from_le_bytes(m)));
     (sc, m)
-}
-
-/// `out[i]` = the sum of `v[i]`'s sixteen lanes, exact (wrapping) in i32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn sum_lanes16(v: &[__m512i; 16]) -> __m512i {
-    // Within each 128-bit lane: pairs (2j, 2j+1) → [a, b, a, b] partials, then groups of four
-    // → [v4m, v4m+1, v4m+2, v4m+3] partials; then the four 128-bit lanes are summed across
-    // registers so that group m ends in 128-bit lane m.
-    let mut c = [_mm512_setzero_si512(); 8];
-    for j in 0..8 {
-        let (a, b) = (v[2 * j], v[2 * j + 1]);
-        c[j] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-    }
-    let mut e = [_mm512_setzero_si512(); 4];
-    for m in 0..4 {
-        let (a, b) = (c[2 * m], c[2 * m + 1]);
-        e[m] = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
-    }
-    fold(fold(e[0], e[1]), fold(e[2], e[3]))
-}
-
-/// `[a0 + a1, a2 + a3, b0 + b1, b2 + b3]` over 128-bit lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn fold(a: __m512i, b: __m512i) -> __m512i {
-    _mm512_add_epi32(
-        _mm512_shuffle_i64x2::<0b10_00_10_00>(a, b),
-        _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b),
-    )
 }
