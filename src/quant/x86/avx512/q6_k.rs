@@ -139,9 +139,9 @@ impl Row {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn lanes(&self, y: &[__m512i; 4], bsums: __m256i) -> __m512i {
         let mut v = _mm512_setzero_si512();
-        for j in 0..4 {
-            let p = _mm512_maddubs_epi16(self.q[j], y[j]);
-            v = _mm512_add_epi32(v, _mm512_madd_epi16(p, self.sc[j]));
+        for ((q, y), sc) in self.q.iter().zip(y).zip(&self.sc) {
+            let p = _mm512_maddubs_epi16(*q, *y);
+            v = _mm512_add_epi32(v, _mm512_madd_epi16(p, *sc));
         }
         let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, self.sc16));
         _mm512_sub_epi32(v, _mm512_zextsi256_si512(offset))
