@@ -198,9 +198,30 @@ pub const BATCH_MIN_ROWS: usize = 8;
 /// the matching single-row kernel: the form that shares activation loads.
 pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
 
-/// Two weight rows (back to back in `w`) against four activation rows, `out[r][t]`, each entry
-/// bit-identical to the single-row kernel: the prefill form.
-pub type Tile2x4Fn = fn(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2];
+/// `rows` weight rows (back to back in `w`) against `toks` activation rows (`a`, with what the
+/// tile's `prep` made of each in `aux`), into `out[r * toks + t]`, each entry bit-identical to
+/// the single-row kernel: the prefill and batched-decode form, which loads each weight block
+/// once for several tokens.
+pub type TileFn = fn(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]);
+
+/// Work a tile wants done once per activation row and product rather than once per tile:
+/// `aux` (`aux_per_block` bytes per block of the row) from the quantized row `a`.
+pub type TilePrepFn = fn(a: &[u8], aux: &mut [u8]);
+
+/// A tile kernel and its shape.
+#[derive(Clone, Copy)]
+pub struct Tile {
+    pub rows: usize,
+    pub toks: usize,
+    pub run: TileFn,
+    pub prep: Option<(TilePrepFn, usize)>,
+    /// Whether the tile computes the `batch` kernel's order (formats whose orders differ), so
+    /// that only the activation rows the batch rule sends there may take it.
+    pub batch_order: bool,
+}
+
+/// The most outputs a tile has (`rows * toks`).
+pub const TILE_MAX_OUT: usize = 32;
 
 /// One float order: its single-row kernel and, where one exists, its four-row form.
 #[derive(Clone, Copy)]
@@ -226,8 +247,9 @@ pub struct Orders {
     pub single: Kernel,
     pub batch: Kernel,
     pub rule: BatchRule,
-    /// A 2x4 tile kernel, for formats whose every row takes one order (`single` = `batch`).
-    pub tile: Option<Tile2x4Fn>,
+    /// Tile kernels, widest first, for formats whose every row takes one order
+    /// (`single` = `batch`); the product runs each batch of tokens through the widest that fits.
+    pub tiles: [Option<Tile>; 2],
 }
 
 impl Orders {
@@ -244,6 +266,16 @@ impl Orders {
         }
     }
 
+    /// How many leading activation rows of a product over `n_tok` rows take the `batch`
+    /// kernel (`for_row` sends exactly those there).
+    pub fn batch_rows(&self, n_tok: usize) -> usize {
+        match self.rule {
+            BatchRule::Tiled if n_tok >= BATCH_MIN_ROWS => n_tok,
+            BatchRule::Tiled => 0,
+            BatchRule::GroupsOfFour => n_tok - n_tok % 4,
+        }
+    }
+
     /// The type's own kernel for every row (formats whose order needs no replacement).
     pub fn plain(one: VecDotFn) -> Orders {
         let k = Kernel { one, four: None };
@@ -251,7 +283,7 @@ impl Orders {
             single: k,
             batch: k,
             rule: BatchRule::Tiled,
-            tile: None,
+            tiles: [None; 2],
         }
     }
 }
@@ -275,7 +307,7 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
                 four: None,
             },
             rule: BatchRule::Tiled,
-            tile: None,
+            tiles: [None; 2],
         }),
         // ggml repacks Q4_K only on AVX2 machines; elsewhere its plain kernels run, whose order
         // the quant module's reference already has.
@@ -285,9 +317,10 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile2x4Fn};
+    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile};
     use crate::quant::x86::avx2::ggml_order as k;
     use crate::quant::x86::avx2::rows4 as r4;
+    use crate::quant::x86::avx512 as x512;
     use crate::quant::{GgmlType, VecDotFn};
 
     macro_rules! safe {
@@ -311,28 +344,78 @@ mod avx2 {
         }};
     }
 
-    macro_rules! safe_tile {
-        ($f:path) => {{
-            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-                // SAFETY: as in `safe!`.
-                unsafe { $f(w, a) }
+    /// A 2x4 AVX2 tile as a [`Tile`]; `$check` says what confirmed its CPU features.
+    macro_rules! tile2x4 {
+        ($f:path, $check:literal) => {{
+            fn run(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
+                let a: [&[u8]; 4] = a.try_into().expect("four activation rows");
+                // SAFETY: handed out only after `avx2_available()` and $check confirmed this
+                // CPU's features; the kernel checks its slice lengths itself.
+                let got = unsafe { $f(w, a) };
+                out.copy_from_slice(got.as_flattened());
             }
-            safe as Tile2x4Fn
+            Tile {
+                rows: 2,
+                toks: 4,
+                run,
+                prep: None,
+                batch_order: false,
+            }
         }};
     }
 
-    macro_rules! safe_tile_vnni {
-        ($f:path) => {{
-            fn safe(w: &[u8], a: [&[u8]; 4]) -> [[f32; 4]; 2] {
-                // SAFETY: handed out only after `avx2_available()` and the avxvnni check above.
-                unsafe { $f(w, a) }
+    /// A 4x8 AVX-512 tile as a [`Tile`].
+    macro_rules! tile4x8 {
+        ($f:path, $prep:path) => {{
+            fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+                // SAFETY: handed out only after `avx512::available()`; the kernel checks its
+                // slice lengths itself.
+                unsafe { $f(w, a, aux, out) }
             }
-            safe as Tile2x4Fn
+            fn prep(a: &[u8], aux: &mut [u8]) {
+                // SAFETY: as above.
+                unsafe { $prep(a, aux) }
+            }
+            Tile {
+                rows: x512::legacy::ROWS,
+                toks: x512::legacy::TOKS,
+                run,
+                prep: Some((prep, x512::legacy::AUX_PER_BLOCK)),
+                batch_order: false,
+            }
         }};
+    }
+
+    /// An AVX-512 tile in a k-quant's batch order as a [`Tile`].
+    macro_rules! ktile {
+        ($f:path, $m:path) => {{
+            use $m as m;
+            fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
+                // SAFETY: handed out only after `avx512::available()`; the kernel checks its
+                // slice lengths itself.
+                unsafe { $f(w, a, aux, out) }
+            }
+            Tile {
+                rows: m::ROWS,
+                toks: m::TOKS,
+                run,
+                prep: None,
+                batch_order: true,
+            }
+        }};
+    }
+
+    /// The tiles for a format: the 4x8 AVX-512 one where the CPU has it, then the 2x4 one
+    /// for the tokens left over.
+    fn tiles(wide: Option<Tile>, narrow: Tile) -> [Option<Tile>; 2] {
+        match wide {
+            Some(w) => [Some(w), Some(narrow)],
+            None => [Some(narrow), None],
+        }
     }
 
     pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
-        let same = |one: VecDotFn, four: Dot4Fn, tile: Tile2x4Fn| {
+        let same = |one: VecDotFn, four: Dot4Fn, tiles: [Option<Tile>; 2]| {
             let k = Kernel {
                 one,
                 four: Some(four),
@@ -341,32 +424,40 @@ mod avx2 {
                 single: k,
                 batch: k,
                 rule: BatchRule::Tiled,
-                tile: Some(tile),
+                tiles,
             }
         };
         // Q8_0 and Q5_0 run in ggml's vec_dot order for any batch (llamafile's tinyBLAS has the
         // same lanes and the same final sum), so only the four-row form is new for them.
         let kernels = crate::quant::kernels(ty).ok()?;
-        // AVX-VNNI forms the same lane integers in one instruction instead of two.
+        // AVX-VNNI forms the same lane integers in one instruction instead of two; AVX-512
+        // holds two rows per register and a 4x8 tile in its 32 registers.
         let vnni = std::arch::is_x86_feature_detected!("avxvnni");
+        let wide = x512::available();
         match ty {
             GgmlType::Q8_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
-                if vnni {
-                    safe_tile_vnni!(r4::tile2x4_q8_0_vnni)
-                } else {
-                    safe_tile!(r4::tile2x4_q8_0)
-                },
+                tiles(
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q8_0, x512::legacy::prep_q8_0)),
+                    if vnni {
+                        tile2x4!(r4::tile2x4_q8_0_vnni, "the avxvnni check")
+                    } else {
+                        tile2x4!(r4::tile2x4_q8_0, "nothing more")
+                    },
+                ),
             )),
             GgmlType::Q5_0 => Some(same(
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
-                if vnni {
-                    safe_tile_vnni!(r4::tile2x4_q5_0_vnni)
-                } else {
-                    safe_tile!(r4::tile2x4_q5_0)
-                },
+                tiles(
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q5_0, x512::legacy::prep_q5_0)),
+                    if vnni {
+                        tile2x4!(r4::tile2x4_q5_0_vnni, "the avxvnni check")
+                    } else {
+                        tile2x4!(r4::tile2x4_q5_0, "nothing more")
+                    },
+                ),
             )),
             GgmlType::Q6_K => Some(Orders {
                 single: Kernel {
@@ -378,7 +469,10 @@ mod avx2 {
                     four: None,
                 },
                 rule: BatchRule::Tiled,
-                tile: None,
+                tiles: [
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k)),
+                    None,
+                ],
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
                 single: Kernel {
@@ -390,7 +484,10 @@ mod avx2 {
                     four: Some(safe4!(r4::vec_dot4_q4_k_repacked_gemm)),
                 },
                 rule: BatchRule::GroupsOfFour,
-                tile: None,
+                tiles: [
+                    wide.then(|| ktile!(x512::q4_k::tile2x8_q4_k, x512::q4_k)),
+                    None,
+                ],
             }),
             _ => None,
         }
@@ -531,8 +628,17 @@ mod tests {
                 let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
                 assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
             }
-            // Four different activation rows through the 2x4 tile.
-            let acts: Vec<Vec<u8>> = (0..4)
+            if ty == GgmlType::Q8_0 {
+                // A hostile file may hold -128, which our quantizer never writes: ggml's sign
+                // trick and the tiles' unsigned offset must still agree.
+                for r in 0..4 {
+                    for i in (2..32).step_by(7) {
+                        w[r * rb + 34 * (r + 1) + i] = 0x80;
+                    }
+                }
+            }
+            // Eight different activation rows through every tile form.
+            let acts: Vec<Vec<u8>> = (0..8)
                 .map(|t| {
                     let x: Vec<f32> = (0..n)
                         .map(|i| (i as f32 * 0.1 * (t + 1) as f32).cos())
@@ -542,34 +648,62 @@ mod tests {
                     a
                 })
                 .collect();
-            let a4 = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
-            let mut tiles = vec![("selected", o.tile.expect("tile form")(&w[rb..3 * rb], a4))];
+            let acts: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+            let want = |r: usize, t: usize| (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], acts[t]);
+            let check = |form: &str, tile: Tile| {
+                let mut got = vec![0.0f32; tile.rows * tile.toks];
+                let aux: Vec<Vec<u8>> = acts[..tile.toks]
+                    .iter()
+                    .map(|a| match tile.prep {
+                        Some((prep, per_block)) => {
+                            let mut aux = vec![0u8; per_block * n / 32];
+                            prep(a, &mut aux);
+                            aux
+                        }
+                        None => Vec::new(),
+                    })
+                    .collect();
+                let aux: Vec<&[u8]> = aux.iter().map(|a| &a[..]).collect();
+                (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &aux, &mut got);
+                for r in 0..tile.rows {
+                    for t in 0..tile.toks {
+                        let (g, e) = (got[r * tile.toks + t], want(r, t));
+                        assert_eq!(g.to_bits(), e.to_bits(), "{ty} {form} r{r} t{t}");
+                    }
+                }
+            };
+            for tile in o.tiles.iter().flatten() {
+                check("selected", *tile);
+            }
             use crate::quant::x86::avx2::rows4 as r4;
+            let a4: [&[u8]; 4] = acts[..4].try_into().expect("four rows");
             // SAFETY: avx2, fma and f16c were checked at the top (and avxvnni just below).
             let avx2 = unsafe {
                 match ty {
-                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[rb..3 * rb], a4),
-                    _ => r4::tile2x4_q5_0(&w[rb..3 * rb], a4),
+                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[..2 * rb], a4),
+                    _ => r4::tile2x4_q5_0(&w[..2 * rb], a4),
                 }
             };
-            tiles.push(("avx2", avx2));
+            let mut forms = vec![("avx2", avx2)];
             if std::arch::is_x86_feature_detected!("avxvnni") {
                 // SAFETY: as above.
                 let vnni = unsafe {
                     match ty {
-                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[rb..3 * rb], a4),
-                        _ => r4::tile2x4_q5_0_vnni(&w[rb..3 * rb], a4),
+                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[..2 * rb], a4),
+                        _ => r4::tile2x4_q5_0_vnni(&w[..2 * rb], a4),
                     }
                 };
-                tiles.push(("vnni", vnni));
+                forms.push(("vnni", vnni));
             } else {
                 eprintln!("no avxvnni here: its tile form is not exercised");
             }
-            for (form, got) in tiles {
-                for r in 0..2 {
-                    for t in 0..4 {
-                        let want = (kw.vec_dot)(n, &w[(r + 1) * rb..(r + 2) * rb], &acts[t]);
-                        assert_eq!(got[r][t].to_bits(), want.to_bits(), "{ty} {form} r{r} t{t}");
+            if !crate::quant::x86::avx512::available() {
+                eprintln!("no avx512 vnni here: the 4x8 tile is not exercised");
+            }
+            for (form, got) in forms {
+                for (r, row) in got.iter().enumerate() {
+                    for (t, g) in row.iter().enumerate() {
+                        assert_eq!(g.to_bits(), want(r, t).to_bits(), "{ty} {form} r{r} t{t}");
                     }
                 }
             }
@@ -625,5 +759,72 @@ mod tests {
         };
         assert!(is_batch(&groups, 3, 6) && !is_batch(&groups, 4, 6) && !is_batch(&groups, 0, 3));
         assert!(is_batch(&groups, 7, 8) && !is_batch(&groups, 8, 9));
+        for o in [&tiled, &groups] {
+            for n in 1..20 {
+                let first = (0..n).take_while(|&t| is_batch(o, t, n)).count();
+                assert_eq!(o.batch_rows(n), first, "{:?} n={n}", o.rule);
+                assert!((first..n).all(|t| !is_batch(o, t, n)));
+            }
+        }
+    }
+
+    /// The k-quant tiles (where this CPU has them) give every (row, token) the bits of the
+    /// batch order they stand for, over several super-blocks and extreme activations.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn k_quant_tiles_equal_the_batch_orders() {
+        type Portable = fn(usize, &[u8], &[u8]) -> f32;
+        let cases: [(GgmlType, Portable); 2] = [
+            (GgmlType::Q4_K, vec_dot_q4_k_repacked_gemm),
+            (GgmlType::Q6_K, vec_dot_q6_k_tiled),
+        ];
+        for (ty, portable) in cases {
+            k_quant_tile_equals(ty, portable);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn k_quant_tile_equals(ty: GgmlType, portable: fn(usize, &[u8], &[u8]) -> f32) {
+        let Some(o) = crate::quant::x86::avx2_available()
+            .then(|| orders_for(ty, 640))
+            .flatten()
+        else {
+            eprintln!("skipping: no AVX2");
+            return;
+        };
+        let Some(tile) = o.tiles[0] else {
+            eprintln!("no avx512 vnni here: the {ty} tile is not exercised");
+            return;
+        };
+        assert!(tile.batch_order);
+        for seed in 0..3 {
+            let n = 256 * (1 + 2 * seed);
+            let rb = quant::row_bytes(ty, n).expect("row");
+            let mut w = Vec::new();
+            let mut acts = Vec::new();
+            for r in 0..tile.rows.max(tile.toks) {
+                let (wq, mut aq) = rows(ty, n, 7 * seed + r);
+                if r < tile.rows {
+                    w.extend_from_slice(&wq);
+                }
+                if r == 3 {
+                    // Q8_K reaches -128, the extreme the byte products must carry.
+                    for b in (4..4 + 256).step_by(5) {
+                        aq[b] = 0x80;
+                    }
+                }
+                acts.push(aq);
+            }
+            let a: Vec<&[u8]> = acts[..tile.toks].iter().map(|a| &a[..]).collect();
+            let mut got = vec![0.0f32; tile.rows * tile.toks];
+            (tile.run)(&w, &a, &vec![&[][..]; tile.toks], &mut got);
+            for r in 0..tile.rows {
+                for t in 0..tile.toks {
+                    let want = portable(n, &w[r * rb..(r + 1) * rb], a[t]);
+                    let got = got[r * tile.toks + t];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{ty} r{r} t{t}");
+                }
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
 use super::act_quant::activation_quantizer;
-use super::ggml_order::{orders_for, Orders};
+use super::ggml_order::{orders_for, Orders, TILE_MAX_OUT};
 use super::Pool;
 use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
 
@@ -186,7 +186,24 @@ pub fn matmul_rows(
     } else {
         pool.for_each_chunk(act, arb, &|t, a| from_f32(&x[t * k..(t + 1) * k], a));
     }
+    // What the widest tile wants computed once per activation row (see `TilePrepFn`).
+    let prep = w
+        .orders
+        .tiles
+        .iter()
+        .flatten()
+        .find(|t| t.toks <= n_tok)
+        .and_then(|t| t.prep);
+    let aux_row = prep.map_or(0, |(_, per_block)| per_block * (k / w.ty().block_size()));
+    act.truncate(n_tok * arb);
+    act.resize(n_tok * (arb + aux_row), 0);
+    let (qa, aux) = act.split_at_mut(n_tok * arb);
+    if let Some((prep, _)) = prep {
+        let qa: &[u8] = qa;
+        pool.for_each_chunk(aux, aux_row, &|t, x| prep(&qa[t * arb..(t + 1) * arb], x));
+    }
     let act: &[u8] = act;
+    let (act, aux) = act.split_at(n_tok * arb);
     // The batch size the kernel rules see: 1 when every row must round as if decoded alone.
     let n_rule = if as_decode { 1 } else { n_tok };
     if n_tok == 1 {
@@ -209,28 +226,46 @@ pub fn matmul_rows(
             unsafe { *out.at(t * m + r0 + j) = v };
         };
         let mut t = 0;
-        if let Some(tile_fn) = w.orders.tile {
-            // Four tokens at a time against pairs of rows; the odd last row and the last
-            // tokens fall through to the row kernels below.
-            while t + 4 <= n_tok {
-                let a = [0, 1, 2, 3].map(|i| &act[(t + i) * arb..(t + i + 1) * arb]);
+        for tile in w.orders.tiles.iter().flatten() {
+            // `toks` tokens at a time against `rows` rows at a time; the rows left over and the
+            // tokens past the last whole tile fall through to the narrower tile or the row
+            // kernels below.
+            let (tr, tt) = (tile.rows, tile.toks);
+            let mut got = [0.0f32; TILE_MAX_OUT];
+            let got = &mut got[..tr * tt];
+            let limit = if tile.batch_order {
+                w.orders.batch_rows(n_rule)
+            } else {
+                n_tok
+            };
+            while t + tt <= limit {
+                let mut a: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
+                let mut x: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
+                for i in 0..tt {
+                    a[i] = &act[(t + i) * arb..][..arb];
+                    if tile.prep.is_some() {
+                        x[i] = &aux[(t + i) * aux_row..][..aux_row];
+                    }
+                }
+                let (a, x) = (&a[..tt], &x[..tt]);
                 let mut j = 0;
-                while j + 2 <= rows {
-                    let got = tile_fn(w.rows(r0 + j, 2), a);
-                    for (r, row) in got.iter().enumerate() {
+                while j + tr <= rows {
+                    (tile.run)(w.rows(r0 + j, tr), a, x, got);
+                    for (r, row) in got.chunks_exact(tt).enumerate() {
                         for (i, &v) in row.iter().enumerate() {
                             put(t + i, j + r, v);
                         }
                     }
-                    j += 2;
+                    j += tr;
                 }
-                if j < rows {
-                    for (i, a) in a.iter().enumerate() {
-                        w.dot_rows(r0 + j, a, &mut buf[..1], (t + i).min(n_rule - 1), n_rule);
-                        put(t + i, j, buf[0]);
+                for (i, a) in a.iter().enumerate() {
+                    let n = rows - j;
+                    w.dot_rows(r0 + j, a, &mut buf[..n], (t + i).min(n_rule - 1), n_rule);
+                    for (jj, &v) in buf[..n].iter().enumerate() {
+                        put(t + i, j + jj, v);
                     }
                 }
-                t += 4;
+                t += tt;
             }
         }
         for t in t..n_tok {

@@ -10,6 +10,7 @@
 //! `quant::quantize_activation`).
 
 pub mod avx2;
+pub mod avx512;
 
 use super::{FromF32Fn, GgmlType, ToF32Fn, TypeKernels, VecDotFn};
 

@@ -62,7 +62,7 @@ fn load_bsums(y: &BlockQ8K) -> __m256i {
 /// Q4_K/Q5_K's 12 packed bytes → (8 scales, 8 mins), 6 bits each, with four 32-bit moves instead
 /// of per-sub-block branches (same packing as `q4_k::scale_min_k4`).
 #[inline(always)]
-fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+pub(crate) fn scales_mins_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
     const KMASK3: u32 = 0x0303_0303;

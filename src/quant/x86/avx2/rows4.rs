@@ -50,7 +50,7 @@ fn four_rows<'a, W: Block, A: Block>(w: &'a [u8], a: &'a [u8]) -> ([&'a [W]; 4],
 /// keeps too few misses in flight: the hardware prefetcher left one core at about half of its
 /// read bandwidth (Q8_0 head, `examples/matvec_speed.rs`: 30 ms of CPU without, 15 ms with).
 #[inline(always)]
-fn prefetch_ahead<W>(x: &W) {
+pub(crate) fn prefetch_ahead<W>(x: &W) {
     let p = (x as *const W as *const i8).wrapping_add(PREFETCH_BYTES);
     for off in (0..std::mem::size_of::<W>()).step_by(64) {
         // SAFETY: a prefetch is a hint that never faults, whatever the address.

@@ -1,0 +1,72 @@
+//! AVX-512 (F, BW, VL, VNNI) tiles for prefill and batched decode, one file per weight format.
+//! Each gives the bits of the AVX2 kernel it stands beside (and so of ggml's): the lane
+//! integers are exact in any order, and every (row, token) keeps its own float chain. Chosen
+//! at run time (`available()`) by `cpu::ggml_order`.
+
+pub mod legacy;
+pub mod q4_k;
+pub mod q6_k;
+
+use std::arch::x86_64::*;
+
+use super::avx2::hsum_ps;
+
+/// Whether this CPU runs the kernels here (besides AVX2, FMA and F16C).
+pub fn available() -> bool {
+    super::avx2_available()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// Two f16 values as f32, `lo` in lanes 0..8 and `hi` in lanes 8..16: two rows' scales for the
+/// two halves of a register (or the two rows of a 2x8 tile's lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn halves_f32(lo: [u8; 2], hi: [u8; 2]) -> __m512 {
+    let pair = u32::from(u16::from_le_bytes(lo)) | u32::from(u16::from_le_bytes(hi)) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
+    let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
+}
+
+/// ggml's eight-lane horizontal sum of each 256-bit half: two (row, token) chains that shared a
+/// register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum_halves(v: __m512) -> (f32, f32) {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    (hsum_ps(lo), hsum_ps(hi))
+}
+
+/// `out[i]` = the sum of `v[i]`'s sixteen lanes, exact (wrapping) in i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn sum_lanes16(v: &[__m512i; 16]) -> __m512i {
+    // Within each 128-bit lane: pairs (2j, 2j+1) → [a, b, a, b] partials, then groups of four
+    // → [v4m, v4m+1, v4m+2, v4m+3] partials; then the four 128-bit lanes are summed across
+    // registers so that group m ends in 128-bit lane m.
+    let mut c = [_mm512_setzero_si512(); 8];
+    for j in 0..8 {
+        let (a, b) = (v[2 * j], v[2 * j + 1]);
+        c[j] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    }
+    let mut e = [_mm512_setzero_si512(); 4];
+    for m in 0..4 {
+        let (a, b) = (c[2 * m], c[2 * m + 1]);
+        e[m] = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    }
+    fold(fold(e[0], e[1]), fold(e[2], e[3]))
+}
+
+/// `[a0 + a1, a2 + a3, b0 + b1, b2 + b3]` over 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn fold(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(
+        _mm512_shuffle_i64x2::<0b10_00_10_00>(a, b),
+        _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b),
+    )
+}
