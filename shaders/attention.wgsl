@@ -1,5 +1,5 @@
 // Causal attention of n_tok query rows (positions pos0..pos0+n_tok) over the cached keys and values
-// ([position][kv_head][dim], f16-rounded as the cache stores them), with GQA and an optional sliding
+// ([cell][kv_head][dim], f16-rounded as the cache stores them; cell positions in `kv_pos`, -1: empty), with GQA and an optional sliding
 // window, in the arithmetic and float order of crate::cpu::attention (llama.cpp's unfused path):
 //   q rounded to f16; scores: for one query row (`single`), ggml_vec_dot_f16's 32 FMA lanes over
 //   the dims (lane i % 32) and its reduction; for a batch, 8 FMA lanes and hsum8; times `scale`.
@@ -7,15 +7,15 @@
 //   the group sums added in f64 (here a double-f32 sum), weights = e * f32(1 / sum).
 //   values: weights rounded to f16, then per output dim FMA lanes over the cells (lane cell % 32
 //   for one row, cell % 8 for a batch), reduced as the scores are.
-// Cells are positions here (the GPU cache is linear), as in the CPU cache until it wraps.
+// Cells are visited in cell order, the CPU cache's layout (crate::model::kv_cache), ring included.
 // The CPU's FMA steps over scores and values multiply two f16 values (q and k, or a value and an
 // f16-rounded weight), whose product is exact in f32: a multiply and an add round the same, fused
 // or not. ggml's expf takes fma_x (common/fma.wgsl).
 //
 // One workgroup of 64 per (token, head) row, rows row0.. of this dispatch (the host splits the
 // rows so that their scores fit the scratch `scores`, kv_stride per row): pass 1 computes the
-// scores into the scratch and finds their maximum, pass 2 the softmax sum (tiles of 64 cells
-// aligned to 64, so that groups of 8 cells are whole), pass 3 the weighted values. Each invocation owns
+// scores into the scratch and finds their maximum, pass 2 the softmax sum (tiles of 64 cells,
+// so that groups of 8 cells are whole), pass 3 the weighted values. Each invocation owns
 // up to 4 output dims (head_dim_v <= 256) and q is shared in workgroup memory (head_dim <= 512),
 // both checked by the host.
 #include "common/reduce.wgsl"
@@ -23,6 +23,7 @@
 #include "common/exact.wgsl"
 #include "common/lanes.wgsl"
 #include "common/fma.wgsl"
+#include "common/expf.wgsl"
 
 struct Params {
     n_head: u32,
@@ -37,6 +38,10 @@ struct Params {
     _p0: u32,        // always 0 (opaque_zero)
     row0: u32,       // the first (token, head) row of this dispatch
     kv_stride: u32,  // scratch floats per row
+    n_cells: u32,    // cells with an entry in kv_pos
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,37 +55,18 @@ fn opaque_zero() -> u32 {
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(6) var<storage, read_write> kv_pos: array<i32>;
 
 var<workgroup> qh: array<f32, 512>;
 var<workgroup> wts: array<f32, 64>;
 var<workgroup> total: vec2<f32>;
 
-// ggml-cpu's vectorised expf (crate::cpu::ops::ggml_expf), FMA for FMA.
-fn ggml_expf(x: f32) -> f32 {
-    let r = 12582912.0;
-    let z = fma_x(x, bitcast<f32>(0x3FB8AA3Bu), r);
-    let n = z - r;
-    let b = fma_x(-n, bitcast<f32>(0x35BFBE8Eu), fma_x(-n, bitcast<f32>(0x3F317200u), x));
-    let e = bitcast<u32>(z) << 23u;
-    let kk = bitcast<f32>(e + 0x3F800000u);
-    let u = b * b;
-    let j = fma_x(
-        fma_x(fma_x(bitcast<f32>(0x3C072010u), b, bitcast<f32>(0x3D2B9F17u)), u,
-            fma_x(bitcast<f32>(0x3E2AAF33u), b, bitcast<f32>(0x3EFFFEDBu))),
-        u, bitcast<f32>(0x3F7FFFF6u) * b);
-    if (abs(n) <= 126.0) {
-        return fma_x(j, kk, kk);
+fn visible(c: u32, qpos: i32) -> bool {
+    if (c >= p.n_cells) {
+        return false;
     }
-    var g = 0u;
-    if (n <= 0.0) {
-        g = 0x82000000u;
-    }
-    let s1 = bitcast<f32>(g + 0x7F000000u);
-    let s2 = bitcast<f32>(e - g);
-    if (abs(n) > 192.0) {
-        return s1 * s1;
-    }
-    return fma_x(s2, j, s2) * s1;
+    let cp = kv_pos[c];
+    return cp >= 0 && cp <= qpos && (p.window == 0u || u32(qpos - cp) < p.window);
 }
 
 fn score(ko: u32) -> f32 {
@@ -124,12 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = row / p.n_head;
     let h = row % p.n_head;
     let kvh = h / (p.n_head / p.n_head_kv);
-    let pos = p.pos0 + t;
-    var start = 0u;
-    if (p.window != 0u && pos + 1u > p.window) {
-        start = pos + 1u - p.window;
-    }
-    let end = pos + 1u;
+    let qpos = i32(p.pos0 + t);
     let ks = p.n_head_kv * p.head_dim;
     let vs = p.n_head_kv * p.head_dim_v;
     let k0 = kvh * p.head_dim;
@@ -142,21 +123,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     // Pass 1: the largest score.
     var m = -3.4028235e38;
-    for (var c = start + lid; c < end; c = c + WG) {
-        let sc = score(c * ks + k0);
-        scores[sb + c] = sc;
-        m = max(m, sc);
+    for (var c = lid; c < p.n_cells; c = c + WG) {
+        if (visible(c, qpos)) {
+            let sc = score(c * ks + k0);
+            scores[sb + c] = sc;
+            m = max(m, sc);
+        }
     }
     storageBarrier();
     let mx = wg_max(lid, m);
 
     // Pass 2: the sum of exponentials, group by group of 8 cells, in cell order.
-    let tile_start = start & ~63u;
     var sum = vec2<f32>(0.0, 0.0);
-    for (var c0 = tile_start; c0 < end; c0 = c0 + WG) {
+    for (var c0 = 0u; c0 < p.n_cells; c0 = c0 + WG) {
         let c = c0 + lid;
         var e = 0.0;
-        if (c >= start && c < end) {
+        if (visible(c, qpos)) {
             e = ggml_expf(scores[sb + c] - mx);
         }
         wts[lid] = e;
@@ -191,22 +173,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         nl = 32u;
     }
     var acc: array<f32, 128>;
-    for (var c0 = tile_start; c0 < end; c0 = c0 + WG) {
+    for (var c0 = 0u; c0 < p.n_cells; c0 = c0 + WG) {
         let c = c0 + lid;
         var w = 0.0;
-        if (c >= start && c < end) {
+        if (visible(c, qpos)) {
             w = round_f16(ggml_expf(scores[sb + c] - mx) * inv);
         }
         wts[lid] = w;
         workgroupBarrier();
-        let j0 = max(c0, start);
-        let j1 = min(c0 + WG, end);
+        let j1 = min(c0 + WG, p.n_cells);
         for (var dm = 0u; dm < 4u; dm = dm + 1u) {
             let d = lid + dm * WG;
             if (d < p.head_dim_v) {
-                for (var j = j0; j < j1; j = j + 1u) {
-                    let li = dm * 32u + (j % nl);
-                    acc[li] = v[j * vs + v0 + d] * wts[j - c0] + acc[li];
+                // Cells of weight 0 (masked, or softmax underflow) would add exact zeros.
+                for (var j = c0; j < j1; j = j + 1u) {
+                    let w = wts[j - c0];
+                    if (w != 0.0) {
+                        let li = dm * 32u + (j % nl);
+                        acc[li] = v[j * vs + v0 + d] * w + acc[li];
+                    }
                 }
             }
         }

@@ -62,32 +62,44 @@ fn argmax(l: &[f32]) -> u32 {
 }
 
 /// Logits of a prefill (every row, so the multi-row output head is covered) and of decode steps
-/// on the cache it left, GPU vs CPU: equal, value for value. The GPU follows the CPU's float order
-/// op for op (per-format ggml orders in the quantized products, the CPU's attention and softmax
-/// order, its FMA contractions, emulated where the adapter's fma is not fused), so any difference
-/// is a bug; the NMSE is printed to show how far a parting went (before the orders were mirrored:
-/// 2.5e-3 for the prefill, 0.7e-3 to 2.8e-3 for decode steps, largest logit difference ~1.0).
+/// on the cache it left, GPU vs CPU: equal, value for value, with flash attention off (llama.cpp's
+/// unfused path, `--flash-attn off`) and on (the CLI's default; `greedy_matches_cpu` runs it over
+/// the whole prompt set). The GPU follows the CPU's float order op for op (per-format ggml orders
+/// in the quantized products, the CPU's attention and softmax order, its FMA contractions,
+/// emulated where the adapter's fma is not fused), so any difference is a bug; the NMSE is
+/// printed to show how far a parting went (before the orders were mirrored: 2.5e-3 for the
+/// prefill, 0.7e-3 to 2.8e-3 for decode steps, largest logit difference ~1.0).
 #[test]
 fn logits_match_cpu() {
     let Some(file) = open_file() else { return };
-    let Some(gm) = gpu_model(&file) else { return };
-    let cm = Model::load(&file, &ModelOptions { n_threads: 2 }).expect("model loads");
+    let Some(mut gm) = gpu_model(&file) else {
+        return;
+    };
+    let mut cm = Model::load(&file, &ModelOptions { n_threads: 2 }).expect("model loads");
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
     let prompt = tok.encode(
         "The quick brown fox jumps over the lazy dog because",
         true,
         true,
     );
-    let (mut cs, mut gs) = (cm.new_state(64).unwrap(), gm.new_state(64).unwrap());
-    let want = cm.forward(&mut cs, &prompt, true).unwrap().to_vec();
-    let got = gm.forward(&mut gs, &prompt, true).unwrap().to_vec();
-    same_logits(&got, &want, "prefill (every row)");
-    let mut next = argmax(&want[want.len() - cm.hparams().n_vocab..]);
-    for step in 0..4 {
-        let want = cm.forward(&mut cs, &[next], false).unwrap().to_vec();
-        let got = gm.forward(&mut gs, &[next], false).unwrap().to_vec();
-        same_logits(&got, &want, &format!("decode step {step}"));
-        next = argmax(&want);
+    for fa in [false, true] {
+        cm.set_flash_attn(fa);
+        gm.set_flash_attn(fa);
+        let (mut cs, mut gs) = (cm.new_state(64).unwrap(), gm.new_state(64).unwrap());
+        let want = cm.forward(&mut cs, &prompt, true).unwrap().to_vec();
+        let got = gm.forward(&mut gs, &prompt, true).unwrap().to_vec();
+        same_logits(
+            &got,
+            &want,
+            &format!("flash attn {fa}: prefill (every row)"),
+        );
+        let mut next = argmax(&want[want.len() - cm.hparams().n_vocab..]);
+        for step in 0..4 {
+            let want = cm.forward(&mut cs, &[next], false).unwrap().to_vec();
+            let got = gm.forward(&mut gs, &[next], false).unwrap().to_vec();
+            same_logits(&got, &want, &format!("flash attn {fa}: decode step {step}"));
+            next = argmax(&want);
+        }
     }
 }
 
@@ -138,10 +150,12 @@ fn greedy(m: &Model, prompt: &[u32], n: usize, on_gpu: bool) -> Vec<u32> {
 /// Greedy 32 tokens on the GPU (device-side argmax) and on the CPU, identical, for the prompts
 /// of tests/run_greedy_vs_llama.rs (where the CPU's are checked against llama.cpp's): short,
 /// code, a list, French, Japanese, Gemma chat markup, and the long prose past the 512-token
-/// sliding window (its first `LONG_TOKENS` tokens, see there). The CPU side runs as the GPU
-/// mirrors it: 2 threads, flash attention off (`Model::load`'s default; llama.cpp's unfused
-/// path), 512-token batches. Any parting is a bug, whatever the margin: the logits are equal
-/// value for value (`logits_match_cpu`).
+/// sliding window (its first `LONG_TOKENS` tokens, see there). Both sides run as the CLI runs by
+/// default: flash attention on (`--flash-attn auto`; the GPU splits long decode rows over the
+/// CPU's 2 threads' chunks as the CPU does), 512-token batches, so the long prompt covers all
+/// three of ggml's flash-attention forms (tiled prefill, one-chunk batch, split decode). Any
+/// parting is a bug, whatever the margin: the logits are equal value for value
+/// (`logits_match_cpu`).
 ///
 /// Cost: lavapipe decodes ~1 token/s on 2 cores (it emulates the fused multiply-adds the CPU's
 /// order needs). Measured on the shared 2-core development box at load ~5: 50-65 s of GPU time
@@ -150,8 +164,12 @@ fn greedy(m: &Model, prompt: &[u32], n: usize, on_gpu: bool) -> Vec<u32> {
 #[test]
 fn greedy_matches_cpu() {
     let Some(file) = open_file() else { return };
-    let Some(gm) = gpu_model(&file) else { return };
-    let cm = Model::load(&file, &ModelOptions { n_threads: 2 }).expect("model loads");
+    let Some(mut gm) = gpu_model(&file) else {
+        return;
+    };
+    let mut cm = Model::load(&file, &ModelOptions { n_threads: 2 }).expect("model loads");
+    cm.set_flash_attn(true);
+    gm.set_flash_attn(true);
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
     let prompts = run_prose::greedy_prompts();
     let mut failures = Vec::new();
@@ -186,5 +204,54 @@ fn greedy_matches_cpu() {
         failures.is_empty(),
         "GPU greedy differs from CPU:\n{}",
         failures.join("\n")
+    );
+}
+
+/// `infer chat --device gpu` with two piped messages (the second reuses the cached first turn)
+/// replies word for word as `--device cpu`, both greedy and in the CLI's default attention
+/// (flash attention on, which the GPU mirrors). ~30 s on lavapipe.
+#[test]
+fn chat_on_gpu_replies_as_on_cpu() {
+    if open_file().is_none() {
+        return;
+    }
+    if let Err(GpuError::NoAdapter) = infer::gpu::Gpu::open(DeviceChoice::Gpu(None)) {
+        eprintln!("skipping GPU chat test: no wgpu adapter on this machine");
+        return;
+    }
+    let chat = |device: &str| {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_infer"))
+            .args(["chat", MODEL, "--temp", "0", "-n", "8", "--no-history"])
+            .args(["-t", "2", "--device", device])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start infer chat");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"What is the capital of France?\nAnd of Italy?\n")
+            .expect("write");
+        let out = child.wait_with_output().expect("infer chat output");
+        assert!(
+            out.status.success(),
+            "chat --device {device} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 replies")
+    };
+    let (cpu, gpu) = (chat("cpu"), chat("gpu"));
+    eprintln!("cpu: {cpu:?}\ngpu: {gpu:?}");
+    assert!(
+        cpu.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
+        "two replies: {cpu:?}"
+    );
+    assert_eq!(
+        gpu, cpu,
+        "chat replies differ between --device gpu and --device cpu"
     );
 }

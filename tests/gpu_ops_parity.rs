@@ -7,12 +7,14 @@
 //! Runs on any wgpu adapter (CI: Mesa's lavapipe); without one each test prints why it skipped.
 
 use half::f16;
-use infer::cpu::attention::{attention, AttnParams};
+use infer::cpu::attention::{attention_cells, AttnParams, KvView};
+use infer::cpu::flash_attn::flash_attention;
 use infer::cpu::matmul::{matmul, QMatrix};
 use infer::cpu::ops::{self, RopeStyle};
 use infer::cpu::Pool;
-use infer::gpu::ops::Glu;
-use infer::gpu::{Batch, DeviceChoice, Gpu, GpuError, GpuMatrix, GpuTensor};
+use infer::gpu::ops::{Glu, KvCells};
+use infer::gpu::{Batch, DeviceChoice, Gpu, GpuError, GpuMatrix, GpuOptions, GpuTensor};
+use infer::model::kv_cache::RowsRef;
 use infer::quant::{self, GgmlType};
 
 /// A signalling-NaN bit pattern no kernel produces: written after every output.
@@ -388,29 +390,71 @@ fn softmax_matches_cpu() {
     check(&got, &want, 1e-10, "softmax");
 }
 
+/// One attention case's cache: `n_cells` cells of f16-rounded keys and values, and the cell of
+/// each position. `ring` lays positions out as a wrapped window ring does (position j in cell
+/// (j + 5) % n_cells, two cells left empty and one holding a position no query sees yet);
+/// otherwise cell = position. Rows of empty cells hold values that must never be read.
+struct Cache {
+    pos: Vec<i32>,
+    keys: Vec<f16>,
+    vals: Vec<f16>,
+}
+
+fn cache(n_pos: usize, n_head_kv: usize, hd: usize, ring: bool) -> Cache {
+    let n_cells = if ring { n_pos + 3 } else { n_pos };
+    let mut pos = vec![-1i32; n_cells];
+    for j in 0..n_pos {
+        let c = if ring { (j + 5) % n_cells } else { j };
+        pos[c] = j as i32;
+    }
+    if ring {
+        // a cell of a later position (written by a batch still running): masked by causality
+        pos[(n_pos + 5) % n_cells] = (n_pos + 40) as i32;
+    }
+    let f16r = |v: Vec<f32>| -> Vec<f16> { v.iter().map(|&x| f16::from_f32(x * 2.0)).collect() };
+    Cache {
+        pos,
+        keys: f16r(values(n_cells * n_head_kv * hd, 11)),
+        vals: f16r(values(n_cells * n_head_kv * hd, 12)),
+    }
+}
+
+/// The cache on the device: f32 rows and positions (i32 bits), each with a canary tail.
+fn device_cache(gpu: &Gpu, c: &Cache) -> (GpuTensor, GpuTensor, GpuTensor) {
+    let f32s = |v: &[f16]| -> Vec<f32> { v.iter().map(|x| x.to_f32()).collect() };
+    let pos: Vec<u32> = c.pos.iter().map(|&p| p as u32).collect();
+    let mut pos_init = pos.clone();
+    pos_init.extend(std::iter::repeat_n(CANARY, CANARY_LEN));
+    (
+        input(gpu, &f32s(&c.keys)),
+        input(gpu, &f32s(&c.vals)),
+        GpuTensor::from_u32(gpu, &pos_init, "cell positions").expect("positions"),
+    )
+}
+
 /// Attention for decode and prefill, with and without a sliding window, with GQA groups of 1, 2
-/// and 4, head dims not multiples of 64, against `cpu::attention` on the same f16-rounded cache.
-/// Both round q and the softmax weights to f16; a weight that lands on the other side of an f16
-/// rounding boundary moves the output by ~2^-11 relative, so the budget is 1e-6; beyond the
-/// budget, every output must equal the CPU's (the kernel mirrors its order).
+/// and 4, head dims not multiples of 64, over caches laid out by position and as a wrapped ring
+/// with empty cells, against `cpu::attention` on the same f16 cache. Every output must equal the
+/// CPU's (the kernel mirrors its order); the NMSE budget (1e-6: a weight on the other side of an
+/// f16 rounding boundary) says how far a parting went.
 #[test]
 fn attention_matches_cpu() {
     let Some(gpu) = open() else { return };
     let pool = Pool::new(2).expect("pool");
     let cases = [
-        // (n_head, n_head_kv, head_dim, pos0, n_tok, window)
-        (4, 2, 72, 40, 1, None),
-        (4, 1, 72, 40, 1, Some(7)),
-        (3, 3, 40, 0, 13, None),
+        // (n_head, n_head_kv, head_dim, pos0, n_tok, window, ring)
+        (4, 2, 72, 40, 1, None, false),
+        (4, 1, 72, 40, 1, Some(7), true),
+        (3, 3, 40, 0, 13, None, false),
         // positions 0..12 cross the window's edge (a query at p = window sees 1..=p)
-        (4, 2, 72, 0, 13, Some(5)),
-        (4, 2, 72, 20, 13, Some(9)),
-        (8, 2, 64, 100, 70, Some(64)),
+        (4, 2, 72, 0, 13, Some(5), false),
+        (4, 2, 72, 20, 13, Some(9), true),
+        (8, 2, 64, 100, 70, Some(64), false),
         // Gemma 3's head size, keys in several tiles of 64, a 512 window over 600 positions
-        (4, 1, 256, 600, 3, Some(512)),
-        (4, 1, 256, 0, 70, None),
+        (4, 1, 256, 600, 3, Some(512), true),
+        (4, 1, 256, 0, 70, None, false),
     ];
-    for (n_head, n_head_kv, hd, pos0, n_tok, window) in cases {
+    for (n_head, n_head_kv, hd, pos0, n_tok, window, ring) in cases {
         let p = AttnParams {
             n_head,
             n_head_kv,
@@ -419,30 +463,105 @@ fn attention_matches_cpu() {
             scale: 1.0 / (hd as f32).sqrt(),
             window,
         };
-        let n_kv = pos0 + n_tok;
-        let f16r = |v: Vec<f32>| -> Vec<f32> {
-            v.iter().map(|&x| f16::from_f32(x * 2.0).to_f32()).collect()
-        };
-        let keys = f16r(values(n_kv * n_head_kv * hd, 11));
-        let vals = f16r(values(n_kv * n_head_kv * hd, 12));
+        let c = cache(pos0 + n_tok, n_head_kv, hd, ring);
         let q: Vec<f32> = values(n_tok * n_head * hd, 13)
             .iter()
             .map(|v| v * 3.0)
             .collect();
-        let (gq, gk, gv) = (input(&gpu, &q), input(&gpu, &keys), input(&gpu, &vals));
+        let gq = input(&gpu, &q);
+        let (gk, gv, gpos) = device_cache(&gpu, &c);
+        let kv = KvCells {
+            keys: &gk,
+            values: &gv,
+            pos: &gpos,
+            n_cells: c.pos.len(),
+        };
         let out = output(&gpu, n_tok * n_head * hd);
         // Scratch for 3 rows' scores: most cases take several dispatches of rows.
-        let scores = GpuTensor::zeros(&gpu, 3 * n_kv, "scores").unwrap();
+        let scores = GpuTensor::zeros(&gpu, 3 * c.pos.len(), "scores").unwrap();
         run(&gpu, |b| {
-            b.attention(&p, &gq, &gk, &gv, pos0, n_tok, &out, &scores)
+            b.attention(&p, &gq, &kv, pos0, n_tok, &out, &scores)
         });
         let got = read(&gpu, &out, n_tok * n_head * hd, "attention");
         let mut want = vec![0.0f32; n_tok * n_head * hd];
-        attention(&pool, &p, &q, &keys, &vals, pos0, &mut want);
-        let what =
-            format!("attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?}");
+        let view = KvView {
+            pos: &c.pos,
+            keys: RowsRef::F16(&c.keys),
+            values: RowsRef::F16(&c.vals),
+        };
+        attention_cells(&pool, &p, &q, &view, pos0, &mut want);
+        let what = format!(
+            "attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?} ring {ring}"
+        );
         check(&got, &want, 1e-6, &what);
-        // The kernel follows the CPU's float order step for step (shaders/attention.wgsl).
+        same(&got, &want, &what);
+    }
+}
+
+/// Flash attention in each of the forms ggml-cpu picks (crate::cpu::flash_attn): one chunk (a
+/// decode row over fewer than 512 cells, or a batch of fewer than 64 rows), a decode row split
+/// over 2 and 3 threads' chunks (512 cells and more, a chunk size that does not divide them),
+/// and tiles of 64 cells (64 rows and more, a partial last tile); with windows, GQA, head dims
+/// not multiples of 64, a wrapped ring with empty cells, and llama.cpp's padded cell count (past
+/// the used cells). Every output must equal the CPU's: the kernel mirrors its float order, its
+/// f16 roundings and both exponentials (glibc's expf emulated on double-f32, see
+/// shaders/common/expf.wgsl; 1e-6 NMSE says how far a parting went).
+#[test]
+fn flash_attention_matches_cpu() {
+    let Some(gpu) = open() else { return };
+    let cases = [
+        // (n_head, n_head_kv, head_dim, pos0, n_tok, window, ring, n_kv, threads)
+        (4, 2, 72, 40, 1, None, false, 256, 2),
+        (4, 1, 72, 40, 1, Some(7), true, 256, 2),
+        (3, 3, 40, 0, 13, None, false, 256, 2),
+        (4, 2, 72, 20, 13, Some(9), true, 256, 2),
+        (4, 1, 256, 600, 1, Some(512), true, 768, 2),
+        (2, 1, 72, 700, 1, None, false, 768, 3),
+        (8, 2, 64, 100, 70, Some(64), false, 256, 2),
+        (4, 1, 256, 0, 70, None, true, 256, 2),
+    ];
+    for (n_head, n_head_kv, hd, pos0, n_tok, window, ring, n_kv, threads) in cases {
+        let pool = Pool::new(threads).expect("pool");
+        let p = AttnParams {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+            head_dim_v: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            window,
+        };
+        let c = cache(pos0 + n_tok, n_head_kv, hd, ring);
+        let q: Vec<f32> = values(n_tok * n_head * hd, 13)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
+        let gq = input(&gpu, &q);
+        let (gk, gv, gpos) = device_cache(&gpu, &c);
+        let kv = KvCells {
+            keys: &gk,
+            values: &gv,
+            pos: &gpos,
+            n_cells: c.pos.len(),
+        };
+        let out = output(&gpu, n_tok * n_head * hd);
+        // Scratch for 2 rows of the chunked form: several dispatches of rows.
+        let scores = GpuTensor::zeros(&gpu, 6 * n_kv, "scores").unwrap();
+        run(&gpu, |b| {
+            b.flash_attention(&p, &gq, &kv, n_kv, threads, pos0, n_tok, &out, &scores)
+        });
+        let got = read(&gpu, &out, n_tok * n_head * hd, "flash attention");
+        let mut want = vec![0.0f32; n_tok * n_head * hd];
+        let view = KvView {
+            pos: &c.pos,
+            keys: RowsRef::F16(&c.keys),
+            values: RowsRef::F16(&c.vals),
+        };
+        flash_attention(&pool, &p, &q, &view, n_kv, pos0, &mut want, false);
+        let what = format!(
+            "flash attention h{n_head}/{n_head_kv} d{hd} pos0 {pos0} n {n_tok} w {window:?} \
+             ring {ring} n_kv {n_kv} threads {threads}"
+        );
+        check(&got, &want, 1e-6, &what);
         same(&got, &want, &what);
     }
 }
@@ -459,12 +578,14 @@ fn same(got: &[f32], want: &[f32], what: &str) {
     );
 }
 
-/// Storing into the cache rounds to f16 exactly as the CPU cache does (subnormals included), at
-/// the given position only.
+/// Storing into the cache rounds to f16 exactly as the CPU cache does (subnormals included), into
+/// the cells given (out of order, as a wrapped ring hands them out) and nowhere else.
 #[test]
-fn kv_store_rounds_to_f16_at_position() {
+fn kv_store_rounds_to_f16_into_cells() {
     let Some(gpu) = open() else { return };
-    let (width, n_tok, pos, cap) = (72, 3, 5, 11);
+    let (width, cap) = (72, 11);
+    let cells = [9u32, 10, 0];
+    let n_tok = cells.len();
     let mut src: Vec<f32> = values(width * n_tok, 21)
         .iter()
         .map(|v| v * 100.0)
@@ -472,14 +593,14 @@ fn kv_store_rounds_to_f16_at_position() {
     // f16 subnormals (below 2^-14) must be kept, not flushed, as the CPU cache keeps them.
     src[..4].copy_from_slice(&[3.1e-6, -1.0e-7, 6.0e-5, 2.9e-8]);
     let gs = input(&gpu, &src);
+    let gc = GpuTensor::from_u32(&gpu, &cells, "cells").unwrap();
     let cache = output(&gpu, cap * width);
-    run(&gpu, |b| b.kv_store(&gs, &cache, pos, width, n_tok));
+    run(&gpu, |b| b.kv_store(&gs, &cache, &gc, width, n_tok));
     let got = read(&gpu, &cache, cap * width, "kv_store");
     for (i, &g) in got.iter().enumerate() {
-        let want = if (pos * width..(pos + n_tok) * width).contains(&i) {
-            f16::from_f32(src[i - pos * width]).to_f32()
-        } else {
-            0.0
+        let want = match cells.iter().position(|&c| c as usize == i / width) {
+            Some(t) => f16::from_f32(src[t * width + i % width]).to_f32(),
+            None => 0.0,
         };
         assert_eq!(g.to_bits(), want.to_bits(), "element {i}");
     }
@@ -554,6 +675,114 @@ fn argmax_picks_lowest_index_of_the_max() {
     x[17] = 0.0;
     let want = infer::sample::argmax(&infer::sample::Candidates::from_logits(&x)).unwrap();
     assert_eq!(want, 3_333);
+}
+
+/// The kernels with a form for an optional adapter ability (subgroup maxima and minima in
+/// attention, softmax and argmax; the matmul's tree sum stays) give the same bits as their
+/// portable fallbacks: the adapter with every ability it has (what the other tests check against
+/// the CPU) against the same adapter with none. Skips, saying so, where the adapter has none.
+#[test]
+fn optional_abilities_give_the_same_bits() {
+    let Some(full) = open() else { return };
+    let caps = full.caps();
+    if !caps.subgroups {
+        eprintln!("skipping: the adapter has no subgroups");
+        return;
+    }
+    eprintln!("adapter abilities: {caps:?}");
+    let none = GpuOptions { subgroups: false };
+    let plain = Gpu::open_with(DeviceChoice::Gpu(None), none)
+        .expect("adapter opens")
+        .expect("a gpu");
+    assert!(!plain.caps().subgroups);
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // Every output of a sequence of ops, on one device.
+    let outputs = |gpu: &Gpu| -> Vec<(String, Vec<u32>)> {
+        let mut res = Vec::new();
+        let (k, m) = (768, 131);
+        let bytes = weights(GgmlType::F16, k, m, 77);
+        let gw = GpuMatrix::upload(gpu, "w", GgmlType::F16, k, m, &bytes).expect("upload");
+        for n_tok in [1usize, 9] {
+            let gx = input(gpu, &values(k * n_tok, 78));
+            let gy = output(gpu, n_tok * m);
+            run(gpu, |b| b.matmul(&gw, &gx, n_tok, &gy));
+            res.push((
+                format!("F16 matmul x{n_tok}"),
+                bits(read(gpu, &gy, n_tok * m, "matmul")),
+            ));
+        }
+        let ids = GpuTensor::from_u32(gpu, &[5, 0, 130], "ids").unwrap();
+        let rows = output(gpu, 3 * k);
+        run(gpu, |b| b.get_rows(&gw, &ids, 3, &rows));
+        res.push((
+            "F16 get_rows".into(),
+            bits(read(gpu, &rows, 3 * k, "get_rows")),
+        ));
+        let sm = input(
+            gpu,
+            &values(3 * 1000, 79)
+                .iter()
+                .map(|v| v * 30.0)
+                .collect::<Vec<_>>(),
+        );
+        run(gpu, |b| b.softmax(&sm, 1000, 3));
+        res.push(("softmax".into(), bits(read(gpu, &sm, 3000, "softmax"))));
+        let mut lv = values(70_001, 80);
+        lv[69_000] = 3.0;
+        lv[12] = 3.0;
+        let lx = GpuTensor::from_f32(gpu, &lv, "logits").unwrap();
+        let id = GpuTensor::zeros(gpu, 1, "id").unwrap();
+        run(gpu, |b| b.argmax(&lx, lv.len(), &id));
+        res.push(("argmax".into(), id.read_u32(gpu).unwrap()));
+        let p = AttnParams {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 72,
+            head_dim_v: 72,
+            scale: 0.12,
+            window: Some(50),
+        };
+        for (pos0, n_tok) in [(600usize, 1usize), (20, 70)] {
+            let c = cache(pos0 + n_tok, 2, 72, true);
+            let (gk, gv, gpos) = device_cache(gpu, &c);
+            let kv = KvCells {
+                keys: &gk,
+                values: &gv,
+                pos: &gpos,
+                n_cells: c.pos.len(),
+            };
+            let gq = input(gpu, &values(n_tok * 4 * 72, 81));
+            let n = n_tok * 4 * 72;
+            let scores = GpuTensor::zeros(gpu, 3 * 1024 * 8, "scores").unwrap();
+            let out = output(gpu, n);
+            run(gpu, |b| {
+                b.attention(&p, &gq, &kv, pos0, n_tok, &out, &scores)
+            });
+            res.push((
+                format!("attention n {n_tok}"),
+                bits(read(gpu, &out, n, "attention")),
+            ));
+            let out = output(gpu, n);
+            run(gpu, |b| {
+                b.flash_attention(&p, &gq, &kv, 1024, 2, pos0, n_tok, &out, &scores)
+            });
+            res.push((
+                format!("flash attention n {n_tok}"),
+                bits(read(gpu, &out, n, "flash")),
+            ));
+        }
+        res
+    };
+    let (a, b) = (outputs(&full), outputs(&plain));
+    for ((what, x), (_, y)) in a.iter().zip(&b) {
+        let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
+        assert_eq!(
+            diff,
+            0,
+            "{what}: {diff} of {} outputs differ with the fallbacks",
+            x.len()
+        );
+    }
 }
 
 /// Sizes that do not fit the tensors are errors before anything is dispatched, and an adapter
@@ -801,6 +1030,17 @@ fn real_model_layer_zero_matches_cpu_forward() {
         let (q, k, v) = (z(n * hp.n_q()), z(n * hp.n_k()), z(n * hp.n_v()));
         let attn = z(n * hp.n_head * hp.head_dim_v);
         let scores = z(n * hp.n_head * (pos0 + n));
+        // A cache this short never wraps: cell = position.
+        let slots: Vec<u32> = (pos0 as u32..(pos0 + n) as u32).collect();
+        let slots = GpuTensor::from_u32(&gpu, &slots, "slots").unwrap();
+        let cell_pos: Vec<u32> = (0..(pos0 + n) as u32).collect();
+        let cell_pos = GpuTensor::from_u32(&gpu, &cell_pos, "cell positions").unwrap();
+        let kv = KvCells {
+            keys: &kc,
+            values: &vc,
+            pos: &cell_pos,
+            n_cells: pos0 + n,
+        };
         let (aq, ad) = (z(n * hp.n_ff), z(n * hp.n_ff / 32));
         let (gate, up) = (z(n * hp.n_ff), z(n * hp.n_ff));
         run(&gpu, |b| {
@@ -824,9 +1064,9 @@ fn real_model_layer_zero_matches_cpu_forward() {
                 n,
                 hp.rope_style,
             )?;
-            b.kv_store(&k, &kc, pos0, hp.n_k(), n)?;
-            b.kv_store(&v, &vc, pos0, hp.n_v(), n)?;
-            b.attention(&params, &q, &kc, &vc, pos0, n, &attn, &scores)?;
+            b.kv_store(&k, &kc, &slots, hp.n_k(), n)?;
+            b.kv_store(&v, &vc, &slots, hp.n_v(), n)?;
+            b.attention(&params, &q, &kv, pos0, n, &attn, &scores)?;
             b.matmul_q8(&wo, &attn, n, &proj, &aq, &ad)?;
             b.rms_norm(&post_attn, &proj, &proj, e, n, hp.rms_eps)?;
             b.add(&x, &proj, n * e)?;

@@ -29,6 +29,7 @@ const EXAMPLES: &str = "Examples:
   infer chat model.gguf --temp 0 --chat-template chatml
   printf 'Hi!\\nWhat is 2+2?\\n' | infer chat   # one message per line, replies on stdout
   infer chat big.gguf --draft small.gguf       # speculative decoding: same replies, faster
+  infer chat --device gpu                      # on the GPU (see infer devices)
 
 In the chat, /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /bye leaves.";
 
@@ -129,6 +130,11 @@ pub struct Args {
     /// Compute threads [default: one per available core].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Where to run the model: cpu, gpu (the best adapter), gpu:N (see `infer devices`), or auto
+    /// (a discrete or integrated GPU if there is one, else the CPU). On a GPU there is no context
+    /// shift (a message that would overflow is refused) and no --draft.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Do not read or write the history file ($XDG_STATE_HOME/infer/history).
     #[arg(long = "no-history")]
     pub no_history: bool,
@@ -146,7 +152,14 @@ pub fn run(args: Args) -> Result<()> {
     let loading = progress::spinner(&format!("loading {}", path.display()));
     let gguf = common::open_model(&path)?;
     let tok = common::load_tokenizer(&gguf)?;
-    let model = common::load_model(&gguf, args.threads)?;
+    let mut model = common::load_model(&gguf, args.threads)?;
+    let gpu_name = common::use_device(&mut model, &args.device)?;
+    if gpu_name.is_some() && args.draft.draft.is_some() {
+        anyhow::bail!(
+            "--draft runs on the CPU only; leave out --device {}",
+            args.device
+        );
+    }
     let template = ChatTemplate::for_model(&gguf, &tok, args.chat_template.as_deref())?;
     let draft_opts = args.draft.draft.as_deref().map(|p| spec::DraftOptions {
         path: p,
@@ -181,9 +194,14 @@ pub fn run(args: Args) -> Result<()> {
             Err(_) => anyhow::bail!("--keep must be -1 or more, got {k}"),
         },
     };
-    let shift = !args.no_context_shift;
+    // The context shift re-rotates cached keys on the CPU; the GPU cache has no such pass.
+    let shift = !args.no_context_shift && gpu_name.is_none();
     if args.verbose {
+        if let Some(g) = &gpu_name {
+            ui::note(&format!("device: {g}"));
+        }
         let shifting = match (shift, args.draft.draft.is_some()) {
+            (false, _) if gpu_name.is_some() => "context shift off on the GPU".to_string(),
             (false, _) => "context shift off".to_string(),
             (true, true) => "context shift off with --draft".to_string(),
             (true, false) => format!("context shift on, {keep}"),

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::pipelines::PipelineCache;
+use super::pipelines::{PipelineCache, ShaderCaps};
 
 /// Longest wait for one submission. A decode step of a large model takes milliseconds on a GPU
 /// and seconds on lavapipe; a minute without completion means the device is gone.
@@ -178,6 +178,20 @@ pub struct Caps {
     pub subgroups: bool,
 }
 
+/// Which of the adapter's optional abilities the kernels may use (each only where the adapter
+/// has it). Turning one off forces its portable fallback, which gives the same bits: the parity
+/// suite runs both forms on adapters that have the ability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuOptions {
+    pub subgroups: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { subgroups: true }
+    }
+}
+
 /// Faults reported by wgpu's callbacks, read after each submission.
 #[derive(Default)]
 struct Faults {
@@ -204,6 +218,11 @@ impl Gpu {
     /// Open the adapter `choice` names. `Ok(None)` means: run on the CPU (`cpu`, or `auto` without
     /// a discrete/integrated GPU).
     pub fn open(choice: DeviceChoice) -> Result<Option<Gpu>, GpuError> {
+        Gpu::open_with(choice, GpuOptions::default())
+    }
+
+    /// [`Gpu::open`] with only the optional abilities `opts` allows.
+    pub fn open_with(choice: DeviceChoice, opts: GpuOptions) -> Result<Option<Gpu>, GpuError> {
         if choice == DeviceChoice::Cpu {
             return Ok(None);
         }
@@ -232,15 +251,15 @@ impl Gpu {
                 }
             }
         };
-        Gpu::from_adapter(adapter).map(Some)
+        Gpu::from_adapter(adapter, opts).map(Some)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+    fn from_adapter(adapter: wgpu::Adapter, opts: GpuOptions) -> Result<Gpu, GpuError> {
         let info = adapter.get_info();
         let features = adapter.features();
         let caps = Caps {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroups: opts.subgroups && features.contains(wgpu::Features::SUBGROUP),
         };
         let mut required_features = wgpu::Features::empty();
         if caps.shader_f16 {
@@ -301,6 +320,14 @@ impl Gpu {
     /// that mirror the CPU's FMA chains use an emulation (shaders/common/fma_soft.wgsl).
     pub fn fused_fma(&self) -> bool {
         self.fused_fma
+    }
+
+    /// What the kernels assembled for this device may use.
+    pub fn shader_caps(&self) -> ShaderCaps {
+        ShaderCaps {
+            fused_fma: self.fused_fma,
+            subgroups: self.caps.subgroups,
+        }
     }
 
     pub fn adapter_name(&self) -> &str {

@@ -11,11 +11,12 @@
 
 use super::buffers::{GpuMatrix, GpuTensor};
 use super::device::{Gpu, GpuError};
-use super::ops::{Batch, Glu};
+use super::ops::{Batch, Glu, KvCells};
 use crate::cpu::attention::AttnParams;
 use crate::gguf::GgufFile;
 use crate::model::arch::{names, Activation};
 use crate::model::forward::rope_table;
+use crate::model::kv_cache::{CacheType, KvCache, KvLayout};
 use crate::model::weights::{Linear, Weights};
 use crate::model::Hparams;
 
@@ -66,10 +67,22 @@ pub struct GpuModel {
 
 /// The device-side state of one sequence: the KV cache and every scratch tensor, allocated once.
 pub struct GpuState {
+    /// Per layer: rows `[cell][kv_head][dim]` of the layer's cell group.
     keys: Vec<GpuTensor>,
     values: Vec<GpuTensor>,
-    len: usize,
+    /// Which cell holds which position, placed as the CPU cache places them (llama.cpp's
+    /// `find_slot`, the window ring included), so attention visits the same cells in the same
+    /// order: a `KvCache` of zero-width rows, positions only.
+    cells: KvCache,
+    /// Per cell group: each cell's position (i32 bits, -1: empty), and the cells the batch
+    /// being run stores its rows into.
+    cell_pos: Vec<GpuTensor>,
+    slots: Vec<GpuTensor>,
     n_ctx: usize,
+    /// Attention in ggml's flash-attention arithmetic (as the CPU's with `--flash-attn` on),
+    /// splitting long single-row attention over as many chunks as the CPU has threads.
+    flash_attn: bool,
+    fa_threads: usize,
     ids: GpuTensor,
     x: GpuTensor,
     xn: GpuTensor,
@@ -100,20 +113,43 @@ pub struct GpuState {
 impl GpuState {
     /// Positions cached.
     pub fn len(&self) -> usize {
-        self.len
+        self.cells.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.cells.is_empty()
     }
 
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
     }
 
-    /// Forget positions `n..`; their cache rows are overwritten by the next tokens.
-    pub fn truncate(&mut self, n: usize) {
-        self.len = self.len.min(n);
+    /// Forget positions `n..` (their cache rows are overwritten by the next tokens) and return
+    /// the new length: `n`, or 0 where a window ring no longer holds what a token at `n` attends
+    /// to (`KvCache::truncate`).
+    pub fn truncate(&mut self, n: usize) -> usize {
+        self.cells.truncate(n)
+    }
+
+    /// Whether [`GpuState::truncate`] to `n` keeps `n` positions.
+    pub fn can_truncate(&self, n: usize) -> bool {
+        self.cells.can_truncate(n)
+    }
+
+    /// Attend as `crate::cpu::flash_attn` does with `n_threads` threads (`on`), or as
+    /// `crate::cpu::attention` does.
+    pub fn set_flash_attn(&mut self, on: bool, n_threads: usize) {
+        self.flash_attn = on;
+        self.fa_threads = n_threads.max(1);
+    }
+
+    pub fn flash_attn(&self) -> bool {
+        self.flash_attn
+    }
+
+    /// The CPU thread count whose chunking flash attention follows.
+    pub fn fa_threads(&self) -> usize {
+        self.fa_threads
     }
 }
 
@@ -229,11 +265,28 @@ impl GpuModel {
         let g = &self.gpu;
         let z = |n: usize, what: &str| GpuTensor::zeros(g, n, what);
         let b = MAX_BATCH;
+        let layout = KvLayout {
+            swa_layers: (0..hp.n_layer).map(|il| hp.is_swa(il)).collect(),
+            window: hp.sliding_window,
+            k_width: 0,
+            v_width: 0,
+            head_dim: hp.head_dim,
+            head_dim_v: hp.head_dim_v,
+        };
+        let cells = KvCache::new(&layout, n_ctx, CacheType::F16, CacheType::F16)
+            .map_err(|e| shape("kv cache", e.to_string()))?;
         let mut keys = Vec::with_capacity(hp.n_layer);
         let mut values = Vec::with_capacity(hp.n_layer);
-        for _ in 0..hp.n_layer {
-            keys.push(z(n_ctx * hp.n_k(), "k cache")?);
-            values.push(z(n_ctx * hp.n_v(), "v cache")?);
+        for il in 0..hp.n_layer {
+            let size = cells.cells(cells.layer(il).group()).size();
+            keys.push(z(size * hp.n_k(), "k cache")?);
+            values.push(z(size * hp.n_v(), "v cache")?);
+        }
+        let mut cell_pos = Vec::new();
+        let mut slots = Vec::new();
+        for g in 0..cells.n_groups() {
+            cell_pos.push(z(cells.cells(g).size(), "cell positions")?);
+            slots.push(z(b, "cell slots")?);
         }
         let widest = hp
             .n_embd
@@ -246,8 +299,12 @@ impl GpuModel {
         let st = GpuState {
             keys,
             values,
-            len: 0,
+            cells,
+            cell_pos,
+            slots,
             n_ctx,
+            flash_attn: false,
+            fa_threads: 1,
             ids: z(b, "token ids")?,
             x: z(b * hp.n_embd, "residual")?,
             xn: z(b * hp.n_embd, "normed")?,
@@ -256,7 +313,7 @@ impl GpuModel {
             v: z(b * hp.n_v(), "v")?,
             attn: z(b * hp.n_head * hp.head_dim_v, "attention")?,
             scores: z(
-                score_floats(b * hp.n_head, n_ctx, g.max_binding()),
+                score_floats(b * hp.n_head, 3 * n_ctx, g.max_binding()),
                 "attention scores",
             )?,
             proj: z(b * hp.n_embd, "projection")?,
@@ -358,12 +415,32 @@ impl GpuModel {
         let hp = &self.hp;
         let g = &self.gpu;
         let n = tokens.len();
-        let pos0 = st.len;
+        let pos0 = st.len();
         if pos0 + n > st.n_ctx {
             return Err(shape(
                 "kv cache",
                 format!("{pos0} cached + {n} new > n_ctx {}", st.n_ctx),
             ));
+        }
+        let placed = st
+            .cells
+            .place(n)
+            .map_err(|e| shape("kv cache", e.to_string()))?;
+        // Per group: the cells attention reads (positions up to the last used cell) and, for
+        // flash attention, llama.cpp's padded cell count.
+        let mut groups = Vec::with_capacity(placed.len());
+        for (gi, cells_new) in placed.iter().enumerate() {
+            let slot_ids: Vec<u32> = cells_new.iter().map(|&c| c as u32).collect();
+            st.slots[gi].write_u32(g, &slot_ids);
+            let cells = st.cells.cells(gi);
+            let used = cells.used_max_p1();
+            let pos: Vec<u32> = cells.positions()[..used]
+                .iter()
+                .map(|&p| p as u32)
+                .collect();
+            st.cell_pos[gi].write_u32(g, &pos);
+            let n_kv = cells.size().min(used.next_multiple_of(256).max(256));
+            groups.push((used, n_kv));
         }
         let (e, eps) = (hp.n_embd, hp.rms_eps);
         st.ids.write_u32(g, tokens);
@@ -441,8 +518,9 @@ impl GpuModel {
             if hp.attn_scale_on_q {
                 b.scale(&st.q, n * hp.n_q(), hp.attn_scale)?;
             }
-            b.kv_store(&st.k, &st.keys[il], pos0, hp.n_k(), n)?;
-            b.kv_store(&st.v, &st.values[il], pos0, hp.n_v(), n)?;
+            let gi = st.cells.layer(il).group();
+            b.kv_store(&st.k, &st.keys[il], &st.slots[gi], hp.n_k(), n)?;
+            b.kv_store(&st.v, &st.values[il], &st.slots[gi], hp.n_v(), n)?;
             let params = AttnParams {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
@@ -455,16 +533,28 @@ impl GpuModel {
                 },
                 window: if swa { hp.sliding_window } else { None },
             };
-            b.attention(
-                &params,
-                &st.q,
-                &st.keys[il],
-                &st.values[il],
-                pos0,
-                n,
-                &st.attn,
-                &st.scores,
-            )?;
+            let (n_cells, n_kv) = groups[gi];
+            let kv = KvCells {
+                keys: &st.keys[il],
+                values: &st.values[il],
+                pos: &st.cell_pos[gi],
+                n_cells,
+            };
+            if st.flash_attn {
+                b.flash_attention(
+                    &params,
+                    &st.q,
+                    &kv,
+                    n_kv,
+                    st.fa_threads,
+                    pos0,
+                    n,
+                    &st.attn,
+                    &st.scores,
+                )?;
+            } else {
+                b.attention(&params, &st.q, &kv, pos0, n, &st.attn, &st.scores)?;
+            }
             b = tap(
                 g,
                 b,
@@ -503,7 +593,6 @@ impl GpuModel {
             b.add(&st.x, &st.proj, n * e)?;
             b = tap(g, b, trace, "l_out", il, &st.x, n * e)?;
         }
-        st.len = pos0 + n;
 
         // The output head runs on groups of rows small enough for one logits binding; the
         // first group rides in the layers' submission, so a decode step is one submission.

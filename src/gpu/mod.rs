@@ -20,5 +20,5 @@ pub mod ops;
 pub mod pipelines;
 
 pub use buffers::{GpuMatrix, GpuTensor};
-pub use device::{AdapterSummary, DeviceChoice, Gpu, GpuError};
+pub use device::{AdapterSummary, DeviceChoice, Gpu, GpuError, GpuOptions};
 pub use ops::Batch;

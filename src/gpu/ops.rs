@@ -83,7 +83,51 @@ struct AttnUniform {
     zero: u32,
     row0: u32,
     kv_stride: u32,
+    n_cells: u32,
+    _pad: [u32; 3],
 }
+
+/// shaders/flash_attn.wgsl `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FlashUniform {
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    head_dim_v: u32,
+    n_tok: u32,
+    pos0: u32,
+    window: u32,
+    scale: f32,
+    /// 1: the tiled form (64 query rows or more).
+    tiled: u32,
+    zero: u32,
+    row0: u32,
+    kv_stride: u32,
+    n_kv: u32,
+    n_cells: u32,
+    chunk: u32,
+    n_chunks: u32,
+}
+
+/// A layer's cache on the device as attention reads it: rows `[cell][kv_head][dim]` (f16-rounded
+/// f32) and each cell's position (i32 bits, -1: empty) for cells `0..n_cells`, laid out as
+/// `crate::model::kv_cache` lays out the CPU's.
+#[derive(Clone, Copy)]
+pub struct KvCells<'a> {
+    pub keys: &'a GpuTensor,
+    pub values: &'a GpuTensor,
+    pub pos: &'a GpuTensor,
+    pub n_cells: usize,
+}
+
+/// Query rows from which ggml's flash attention tiles the queries (`GGML_FA_TILE_Q`), and
+/// the fewest cells over which it splits a single row across threads (crate::cpu::flash_attn).
+const FA_TILE_Q: usize = 64;
+const FA_SPLIT_MIN_CELLS: usize = 512;
+
+/// Most chunks the flash-attention kernel merges (its workgroup arrays).
+const FA_MAX_CHUNKS: usize = 64;
 
 /// The element-wise kernels' `Params`: a count and one argument (u32 or f32 bits).
 #[repr(C)]
@@ -415,85 +459,98 @@ impl<'g> Batch<'g> {
         self.dispatch(plain(Kernel::Softmax), &p, &[&x.buf], rows)
     }
 
-    /// Store `n_tok` rows of `width` from `src` into the cache `dst` at position `pos`, rounded
-    /// to f16 precision.
+    /// Store `n_tok` rows of `width` from `src` into the cache `dst` at the cells `cells`
+    /// (`n_tok` u32 indices), rounded to f16 precision.
     pub fn kv_store(
         &mut self,
         src: &GpuTensor,
         dst: &GpuTensor,
-        pos: usize,
+        cells: &GpuTensor,
         width: usize,
         n_tok: usize,
     ) -> Result<(), GpuError> {
         let n = n_tok * width;
         need("kv_store source", src, n)?;
-        need("kv_store cache", dst, (pos + n_tok) * width)?;
+        need("kv_store cells", cells, n_tok)?;
+        u32_of("kv_store cache", dst.len())?;
         let p = EltParams {
             n: u32_of("n", n)?,
-            arg: u32_of("cache offset", pos * width)?,
+            arg: u32_of("width", width)?,
             _pad: [0; 2],
         };
         self.dispatch(
             plain(Kernel::KvStore),
             &p,
-            &[&src.buf, &dst.buf],
+            &[&src.buf, &dst.buf, &cells.buf],
             n.div_ceil(64),
         )
     }
 
-    /// Attention of `n_tok` query rows `q` (positions `pos0..`) over `keys`/`values` holding
-    /// positions `0..pos0 + n_tok`, as `crate::cpu::attention::attention`. `scores` is scratch
-    /// for the rows' scores: the (token, head) rows are dispatched in groups whose `pos0 + n_tok`
+    /// Checks shared by both attention kernels: head counts and sizes against the tensors and
+    /// the kernels' workgroup arrays.
+    fn attn_check(
+        p: &AttnParams,
+        q: &GpuTensor,
+        kv: &KvCells,
+        n_tok: usize,
+        out: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        let err = |msg: String| GpuError::Shape {
+            what: "attention".into(),
+            msg,
+        };
+        if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+            return Err(err(format!(
+                "{} heads over {} kv heads",
+                p.n_head, p.n_head_kv
+            )));
+        }
+        let n_kv = kv.n_cells;
+        need("attention q", q, n_tok * p.n_head * p.head_dim)?;
+        need("attention keys", kv.keys, n_kv * p.n_head_kv * p.head_dim)?;
+        need(
+            "attention values",
+            kv.values,
+            n_kv * p.n_head_kv * p.head_dim_v,
+        )?;
+        need("attention cell positions", kv.pos, n_kv)?;
+        need("attention output", out, n_tok * p.n_head * p.head_dim_v)?;
+        if p.head_dim > MAX_HEAD_DIM {
+            return Err(err(format!(
+                "key heads of {} exceed the kernel's {MAX_HEAD_DIM}",
+                p.head_dim
+            )));
+        }
+        if p.head_dim_v > MAX_HEAD_DIM_V {
+            return Err(err(format!(
+                "value heads of {} exceed the kernel's {MAX_HEAD_DIM_V}",
+                p.head_dim_v
+            )));
+        }
+        u32_of(
+            "attention keys",
+            kv.keys.len().max(kv.values.len()).max(q.len()),
+        )?;
+        Ok(())
+    }
+
+    /// Attention of `n_tok` query rows `q` (positions `pos0..`) over the cache cells `kv`, as
+    /// `crate::cpu::attention::attention_cells` (llama.cpp's unfused path). `scores` is scratch
+    /// for the rows' scores: the (token, head) rows are dispatched in groups whose `n_cells`
     /// scores each fit it, so any scratch of at least one row's works.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         p: &AttnParams,
         q: &GpuTensor,
-        keys: &GpuTensor,
-        values: &GpuTensor,
+        kv: &KvCells,
         pos0: usize,
         n_tok: usize,
         out: &GpuTensor,
         scores: &GpuTensor,
     ) -> Result<(), GpuError> {
-        if p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
-            return Err(GpuError::Shape {
-                what: "attention".into(),
-                msg: format!("{} heads over {} kv heads", p.n_head, p.n_head_kv),
-            });
-        }
-        let n_kv = pos0 + n_tok;
-        need("attention q", q, n_tok * p.n_head * p.head_dim)?;
-        need("attention keys", keys, n_kv * p.n_head_kv * p.head_dim)?;
-        need(
-            "attention values",
-            values,
-            n_kv * p.n_head_kv * p.head_dim_v,
-        )?;
-        need("attention output", out, n_tok * p.n_head * p.head_dim_v)?;
-        if p.head_dim > MAX_HEAD_DIM {
-            return Err(GpuError::Shape {
-                what: "attention".into(),
-                msg: format!(
-                    "key heads of {} exceed the kernel's {MAX_HEAD_DIM}",
-                    p.head_dim
-                ),
-            });
-        }
-        if p.head_dim_v > MAX_HEAD_DIM_V {
-            return Err(GpuError::Shape {
-                what: "attention".into(),
-                msg: format!(
-                    "value heads of {} exceed the kernel's {MAX_HEAD_DIM_V}",
-                    p.head_dim_v
-                ),
-            });
-        }
-        u32_of(
-            "attention keys",
-            n_kv * p.n_head_kv * p.head_dim.max(p.head_dim_v),
-        )?;
+        Self::attn_check(p, q, kv, n_tok, out)?;
+        let n_kv = kv.n_cells;
         let rows = n_tok * p.n_head;
         let per = scores.len() / n_kv.max(1);
         if per == 0 {
@@ -515,6 +572,8 @@ impl<'g> Batch<'g> {
             zero: 0,
             row0: 0,
             kv_stride: u32_of("attention keys", n_kv)?,
+            n_cells: u32_of("attention cells", n_kv)?,
+            _pad: [0; 3],
         };
         let mut row0 = 0;
         while row0 < rows {
@@ -523,7 +582,102 @@ impl<'g> Batch<'g> {
             self.dispatch(
                 plain(Kernel::Attention),
                 &u,
-                &[&q.buf, &keys.buf, &values.buf, &out.buf, &scores.buf],
+                &[
+                    &q.buf,
+                    &kv.keys.buf,
+                    &kv.values.buf,
+                    &out.buf,
+                    &scores.buf,
+                    &kv.pos.buf,
+                ],
+                n,
+            )?;
+            row0 += n;
+        }
+        Ok(())
+    }
+
+    /// Attention as `crate::cpu::flash_attn::flash_attention` computes it with `n_threads` CPU
+    /// threads: over cells `0..n_kv` (llama.cpp's padded count; at least `kv.n_cells`), in the
+    /// form ggml picks for `n_tok` rows. `scores` is scratch: rows are dispatched in groups
+    /// whose `3 * n_kv` floats each fit it (the tiled form needs none).
+    #[allow(clippy::too_many_arguments)]
+    pub fn flash_attention(
+        &mut self,
+        p: &AttnParams,
+        q: &GpuTensor,
+        kv: &KvCells,
+        n_kv: usize,
+        n_threads: usize,
+        pos0: usize,
+        n_tok: usize,
+        out: &GpuTensor,
+        scores: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        Self::attn_check(p, q, kv, n_tok, out)?;
+        let n_kv = n_kv.max(kv.n_cells);
+        // A single row never tiles (FA_TILE_Q > 1).
+        let tiled = n_tok >= FA_TILE_Q;
+        let n_chunks = if n_tok == 1 && n_kv >= FA_SPLIT_MIN_CELLS {
+            n_threads.max(1)
+        } else {
+            1
+        };
+        if n_chunks > FA_MAX_CHUNKS {
+            return Err(GpuError::Shape {
+                what: "flash attention".into(),
+                msg: format!("{n_chunks} threads' chunks exceed the kernel's {FA_MAX_CHUNKS}"),
+            });
+        }
+        let stride = if tiled { 0 } else { 3 * n_kv };
+        let rows = n_tok * p.n_head;
+        let per = if tiled {
+            rows
+        } else {
+            scores.len() / stride.max(1)
+        };
+        if per == 0 {
+            return Err(GpuError::Shape {
+                what: "attention scores".into(),
+                msg: format!(
+                    "scratch of {} floats holds no row of {stride}",
+                    scores.len()
+                ),
+            });
+        }
+        let mut u = FlashUniform {
+            n_head: u32_of("n_head", p.n_head)?,
+            n_head_kv: u32_of("n_head_kv", p.n_head_kv)?,
+            head_dim: u32_of("head_dim", p.head_dim)?,
+            head_dim_v: u32_of("head_dim_v", p.head_dim_v)?,
+            n_tok: u32_of("n_tok", n_tok)?,
+            pos0: u32_of("pos0", pos0)?,
+            window: u32_of("window", p.window.unwrap_or(0))?,
+            scale: p.scale,
+            tiled: u32::from(tiled),
+            zero: 0,
+            row0: 0,
+            kv_stride: u32_of("attention scratch", stride)?,
+            n_kv: u32_of("attention cells", n_kv)?,
+            n_cells: u32_of("attention cells", kv.n_cells)?,
+            chunk: u32_of("attention chunk", n_kv.div_ceil(n_chunks))?,
+            n_chunks: n_chunks as u32,
+        };
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = per.min(rows - row0);
+            u.row0 = u32_of("rows", row0)?;
+            self.dispatch(
+                plain(Kernel::FlashAttn),
+                &u,
+                &[
+                    &q.buf,
+                    &kv.keys.buf,
+                    &kv.values.buf,
+                    &out.buf,
+                    &scores.buf,
+                    &kv.pos.buf,
+                ],
                 n,
             )?;
             row0 += n;

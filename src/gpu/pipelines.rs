@@ -104,6 +104,7 @@ pub enum Kernel {
     Rope,
     Softmax,
     Attention,
+    FlashAttn,
     KvStore,
     Glu,
     Add,
@@ -124,6 +125,7 @@ impl Kernel {
             Kernel::Rope => "rope",
             Kernel::Softmax => "softmax",
             Kernel::Attention => "attention",
+            Kernel::FlashAttn => "flash_attn",
             Kernel::KvStore => "kv_store",
             Kernel::Glu => "glu",
             Kernel::Add => "add",
@@ -144,6 +146,7 @@ impl Kernel {
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
             Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::FlashAttn => include_str!("../../shaders/flash_attn.wgsl"),
             Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
             Kernel::Glu => include_str!("../../shaders/glu.wgsl"),
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
@@ -174,20 +177,49 @@ fn common(name: &str) -> Option<&'static str> {
         "common/round_f16.wgsl" => include_str!("../../shaders/common/round_f16.wgsl"),
         "common/exact.wgsl" => include_str!("../../shaders/common/exact.wgsl"),
         "common/lanes.wgsl" => include_str!("../../shaders/common/lanes.wgsl"),
+        "common/expf.wgsl" => include_str!("../../shaders/common/expf.wgsl"),
         "common/fma_fused.wgsl" => include_str!("../../shaders/common/fma_fused.wgsl"),
         "common/fma_soft.wgsl" => include_str!("../../shaders/common/fma_soft.wgsl"),
+        "common/reduce_subgroup.wgsl" => include_str!("../../shaders/common/reduce_subgroup.wgsl"),
+        "common/argmax_wg.wgsl" => include_str!("../../shaders/common/argmax_wg.wgsl"),
+        "common/argmax_subgroup.wgsl" => include_str!("../../shaders/common/argmax_subgroup.wgsl"),
         _ => return None,
     })
 }
 
-/// The kernel's source with its `#include "..."` lines replaced by the files they name;
-/// `"common/fma.wgsl"` is the adapter's own fma where it rounds once (`fused_fma`), else an
-/// emulation that does.
-pub fn assemble(key: PipelineKey, fused_fma: bool) -> Result<String, GpuError> {
+/// What the adapter lets the assembled kernels use. Each ability picks an include with a
+/// portable twin that gives the same bits: the adapter's fused `fma` (else an exact emulation),
+/// subgroup maxima and minima in the reductions that only take a maximum or a minimum (else
+/// workgroup trees). `shader-f16` is not used: F16 weights read through
+/// `bitcast<vec2<f16>>` came back wrong on lavapipe (Mesa 22.3), where `unpack2x16float` (exact
+/// as well) is right, and nothing could check a real GPU's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ShaderCaps {
+    pub fused_fma: bool,
+    pub subgroups: bool,
+}
+
+/// The file an `#include` of a common name stands for under `caps`.
+fn variant(name: &str, caps: ShaderCaps) -> &str {
+    match name {
+        "common/fma.wgsl" if caps.fused_fma => "common/fma_fused.wgsl",
+        "common/fma.wgsl" => "common/fma_soft.wgsl",
+        "common/reduce.wgsl" if caps.subgroups => "common/reduce_subgroup.wgsl",
+        "common/argmax_reduce.wgsl" if caps.subgroups => "common/argmax_subgroup.wgsl",
+        "common/argmax_reduce.wgsl" => "common/argmax_wg.wgsl",
+        other => other,
+    }
+}
+
+/// The kernel's source with its `#include "..."` lines replaced by the files they name, in the
+/// variants `caps` allows (see [`ShaderCaps`]); `enable` directives of included files move to
+/// the top, where WGSL wants them.
+pub fn assemble(key: PipelineKey, caps: ShaderCaps) -> Result<String, GpuError> {
     let err = |msg: String| GpuError::Shader {
         kernel: key.kernel.name().to_string(),
         msg,
     };
+    let mut enables: Vec<&str> = Vec::new();
     let mut out = String::new();
     for line in key.kernel.source().lines() {
         let Some(rest) = line.trim().strip_prefix("#include ") else {
@@ -204,20 +236,25 @@ pub fn assemble(key: PipelineKey, fused_fma: bool) -> Result<String, GpuError> {
             key.weight
                 .and_then(WeightFormat::qdot)
                 .ok_or_else(|| err("includes a block dot but its weight format has none".into()))?
-        } else if name == "common/fma.wgsl" {
-            common(if fused_fma {
-                "common/fma_fused.wgsl"
-            } else {
-                "common/fma_soft.wgsl"
-            })
-            .ok_or_else(|| err("fma include missing".into()))?
         } else {
-            common(name).ok_or_else(|| err(format!("unknown include {name:?}")))?
+            let file = variant(name, caps);
+            common(file).ok_or_else(|| err(format!("unknown include {file:?}")))?
         };
-        out.push_str(text);
-        out.push('\n');
+        for l in text.lines() {
+            if l.trim_start().starts_with("enable ") {
+                if !enables.contains(&l.trim()) {
+                    enables.push(l.trim());
+                }
+            } else {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
     }
-    Ok(out)
+    let mut src = enables.join("\n");
+    src.push('\n');
+    src.push_str(&out);
+    Ok(src)
 }
 
 impl PipelineCache {
@@ -228,7 +265,7 @@ impl PipelineCache {
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
-        let src = assemble(key, gpu.fused_fma())?;
+        let src = assemble(key, gpu.shader_caps())?;
         let label = match key.weight {
             Some(w) => format!("{}-{:?}", key.kernel.name(), w),
             None => key.kernel.name().to_string(),
@@ -266,46 +303,75 @@ impl PipelineCache {
 mod tests {
     use super::*;
 
+    const ALL_CAPS: [ShaderCaps; 3] = [
+        ShaderCaps {
+            fused_fma: false,
+            subgroups: false,
+        },
+        ShaderCaps {
+            fused_fma: true,
+            subgroups: false,
+        },
+        ShaderCaps {
+            fused_fma: false,
+            subgroups: true,
+        },
+    ];
+
     #[test]
     fn includes_are_resolved_for_every_weight_format() {
-        for w in [
-            WeightFormat::F32,
-            WeightFormat::F16,
-            WeightFormat::Q4_0,
-            WeightFormat::Q5_0,
-            WeightFormat::Q8_0,
-            WeightFormat::Q4K,
-            WeightFormat::Q6K,
-        ] {
-            let src = assemble(
-                PipelineKey {
+        for caps in ALL_CAPS {
+            for w in [
+                WeightFormat::F32,
+                WeightFormat::F16,
+                WeightFormat::Q4_0,
+                WeightFormat::Q5_0,
+                WeightFormat::Q8_0,
+                WeightFormat::Q4K,
+                WeightFormat::Q6K,
+            ] {
+                let key = PipelineKey {
                     kernel: Kernel::Matvec,
                     weight: Some(w),
-                },
-                false,
-            )
-            .unwrap();
-            assert!(!src.contains("#include"), "{w:?}");
-            assert!(src.contains("fn dequant16"), "{w:?}");
-        }
-        assert!(assemble(
-            PipelineKey {
+                };
+                let src = assemble(key, caps).unwrap();
+                assert!(!src.contains("#include"), "{w:?}");
+                assert!(src.contains("fn dequant16"), "{w:?}");
+                assert_eq!(src.contains("subgroupMax"), caps.subgroups, "{w:?}");
+            }
+            let key = PipelineKey {
                 kernel: Kernel::Matvec,
-                weight: None
-            },
-            false
-        )
-        .is_err());
-        for fused in [false, true] {
-            let src = assemble(
-                PipelineKey {
-                    kernel: Kernel::MatmulQ8,
-                    weight: Some(WeightFormat::Q4K),
-                },
-                fused,
-            )
-            .unwrap();
+                weight: None,
+            };
+            assert!(assemble(key, caps).is_err());
+            let key = PipelineKey {
+                kernel: Kernel::MatmulQ8,
+                weight: Some(WeightFormat::Q4K),
+            };
+            let src = assemble(key, caps).unwrap();
             assert!(src.contains("fn fma_x") && !src.contains("#include"));
+            assert_eq!(src.contains("fma(a, b, c)"), caps.fused_fma);
+        }
+    }
+
+    /// The subgroup forms replace exactly the reductions that take a maximum or a minimum.
+    #[test]
+    fn subgroup_forms_only_where_asked() {
+        for kernel in [
+            Kernel::Argmax,
+            Kernel::Attention,
+            Kernel::FlashAttn,
+            Kernel::Softmax,
+        ] {
+            for caps in ALL_CAPS {
+                let key = PipelineKey {
+                    kernel,
+                    weight: None,
+                };
+                let src = assemble(key, caps).unwrap();
+                assert!(!src.contains("#include"), "{kernel:?}");
+                assert_eq!(src.contains("subgroupM"), caps.subgroups, "{kernel:?}");
+            }
         }
     }
 }

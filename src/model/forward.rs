@@ -133,6 +133,10 @@ impl State {
     /// unfused path (`-fa off`). Other cache types always take the unfused path.
     pub fn set_flash_attn(&mut self, on: bool) {
         self.flash_attn = on;
+        if let Some(g) = &mut self.gpu {
+            let n = g.fa_threads();
+            g.set_flash_attn(on, n);
+        }
     }
 
     /// Positions already in the cache; the next token goes at this position.
@@ -154,15 +158,17 @@ impl State {
     /// evaluate from the start again.
     pub fn truncate(&mut self, n: usize) -> usize {
         if let Some(g) = &mut self.gpu {
-            g.truncate(n);
-            return self.len();
+            return g.truncate(n);
         }
         self.kv.truncate(n)
     }
 
     /// Whether [`State::truncate`] to `n` keeps `n` positions.
     pub fn can_truncate(&self, n: usize) -> bool {
-        self.gpu.is_some() || self.kv.can_truncate(n)
+        match &self.gpu {
+            Some(g) => g.can_truncate(n),
+            None => self.kv.can_truncate(n),
+        }
     }
 
     /// Enables context shift with `Some(keep)` (see [`Model::context_shift`]) or disables it.

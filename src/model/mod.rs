@@ -203,7 +203,9 @@ impl<'a> Model<'a> {
         let mut st = State::new(&self.hp, n_ctx, kv)?;
         st.set_flash_attn(self.flash_attn);
         if let Some(g) = &self.gpu {
-            st.gpu = Some(g.new_state(n_ctx)?);
+            let mut gs = g.new_state(n_ctx)?;
+            gs.set_flash_attn(self.flash_attn, self.n_threads());
+            st.gpu = Some(gs);
         }
         Ok(st)
     }
