@@ -15,6 +15,7 @@ cargo build --release --bin infer
 ./target/release/infer devices
 cargo test --release --lib gpu::
 cargo test --release --test gpu_ops_parity -- --nocapture
+cargo test --release --test gpu_ring -- --nocapture
 cargo test --release --test gpu_forward -- --nocapture --test-threads 1
 if [ -f "$model" ]; then
     ./target/release/infer bench "$model" --device gpu -p 512 -n 128 -r 3
