@@ -17,7 +17,7 @@
 // One workgroup of 64 per (token, head) row, rows row0.. of this dispatch; chunked rows use
 // 3 * n_kv floats of `scratch` each (scores, then ms and vs per cell), kv_stride apart. Each
 // invocation owns up to 4 output dims (head_dim_v <= 256), q sits in workgroup memory
-// (head_dim <= 512) and n_chunks <= 64, all checked by the host.
+// (head_dim <= 512) and n_chunks <= 256, all checked by the host.
 #include "common/reduce.wgsl"
 #include "common/round_f16.wgsl"
 #include "common/exact.wgsl"
@@ -58,10 +58,10 @@ fn opaque_zero() -> u32 {
 
 var<workgroup> qs: array<f32, 512>;
 var<workgroup> wts: array<f32, 64>;
-var<workgroup> chunk_m: array<f32, 64>;
-var<workgroup> chunk_s: array<f32, 64>;
-var<workgroup> chunk_so: array<f32, 64>;
-var<workgroup> chunk_sn: array<f32, 64>;
+var<workgroup> chunk_m: array<f32, 256>;
+var<workgroup> chunk_s: array<f32, 256>;
+var<workgroup> chunk_so: array<f32, 256>;
+var<workgroup> chunk_sn: array<f32, 256>;
 var<workgroup> total_s: f32;
 
 fn neg_inf() -> f32 {

@@ -811,6 +811,48 @@ fn bad_shapes_and_adapters_are_errors() {
         Gpu::open(DeviceChoice::Gpu(Some(1000))),
         Err(GpuError::NoSuchAdapter { index: 1000, .. })
     ));
+    // Attention: a cache shorter than its cells, value heads past the kernel's 256, more
+    // chunks than it merges, scratch that holds no row.
+    let p = AttnParams {
+        n_head: 2,
+        n_head_kv: 1,
+        head_dim: 64,
+        head_dim_v: 64,
+        scale: 0.125,
+        window: None,
+    };
+    let c = cache(600, 1, 64, false);
+    let (gk, gv, gpos) = device_cache(&gpu, &c);
+    let kv = KvCells {
+        keys: &gk,
+        values: &gv,
+        pos: &gpos,
+        n_cells: 600,
+    };
+    let q = GpuTensor::zeros(&gpu, 2 * 64, "q").unwrap();
+    let out = GpuTensor::zeros(&gpu, 2 * 64, "out").unwrap();
+    let scores = GpuTensor::zeros(&gpu, 3 * 1024, "scores").unwrap();
+    let short = KvCells { n_cells: 700, ..kv };
+    assert!(matches!(
+        b.flash_attention(&p, &q, &short, 768, 2, 599, 1, &out, &scores),
+        Err(GpuError::Shape { .. })
+    ));
+    let wide = AttnParams {
+        head_dim_v: 320,
+        ..p
+    };
+    assert!(matches!(
+        b.attention(&wide, &q, &kv, 599, 1, &out, &scores),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        b.flash_attention(&p, &q, &kv, 768, 300, 599, 1, &out, &scores),
+        Err(GpuError::Shape { .. })
+    ));
+    assert!(matches!(
+        b.flash_attention(&p, &q, &kv, 2048, 2, 599, 1, &out, &scores),
+        Err(GpuError::Shape { .. })
+    ));
     b.submit().unwrap();
     gpu.wait().unwrap();
 }

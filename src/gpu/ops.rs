@@ -127,7 +127,7 @@ const FA_TILE_Q: usize = 64;
 const FA_SPLIT_MIN_CELLS: usize = 512;
 
 /// Most chunks the flash-attention kernel merges (its workgroup arrays).
-const FA_MAX_CHUNKS: usize = 64;
+const FA_MAX_CHUNKS: usize = 256;
 
 /// The element-wise kernels' `Params`: a count and one argument (u32 or f32 bits).
 #[repr(C)]
