@@ -9,12 +9,17 @@
 //! the crate's chain code. Bound: chi-squared with 3 degrees of freedom below
 //! 16.27 (the 0.1% critical value), and the same statistic for q's own expected counts must be far
 //! above it, so that a driver that emitted drafts unchecked would fail.
+//!
+//! Twice: with the draft's whole output head, and with a tiny shortlist head (256 tokens) that
+//! leaves out some of the target's four best, so q is normalised over the shortlist and differs
+//! from the full head's: the output must still follow p exactly.
 
 mod spec_support;
 
 use infer::gguf::GgufFile;
 use infer::model::{Model, ModelOptions};
 use infer::sample::SamplerParams;
+use infer::spec::shortlist::base_ids;
 use infer::spec::{SpecError, SpecParams, Speculator};
 use infer::tokenizer::Tokenizer;
 use spec_support::real_model;
@@ -33,9 +38,10 @@ fn chain(top_k: i32) -> SamplerParams {
     }
 }
 
-/// Softmax of the `k` largest logits: `(id, probability)`, most likely first.
-fn top(logits: &[f32], k: usize) -> Vec<(u32, f64)> {
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+/// Softmax of the `k` largest logits among the ids `keep` allows: `(id, probability)`, most
+/// likely first.
+fn top(logits: &[f32], k: usize, keep: impl Fn(u32) -> bool) -> Vec<(u32, f64)> {
+    let mut idx: Vec<u32> = (0..logits.len() as u32).filter(|&i| keep(i)).collect();
     idx.sort_by(|&a, &b| {
         logits[b as usize]
             .total_cmp(&logits[a as usize])
@@ -61,6 +67,16 @@ fn chi2(counts: &[f64], p: &[(u32, f64)], n: f64) -> f64 {
 
 #[test]
 fn first_token_with_a_draft_follows_the_target_distribution() {
+    check(0);
+}
+
+#[test]
+fn first_token_with_a_shortlist_draft_follows_the_target_distribution() {
+    check(256);
+}
+
+/// The test of the module header with `--draft-vocab draft_vocab`.
+fn check(draft_vocab: usize) {
     let Some(path) = real_model() else { return };
     let gguf = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
@@ -70,9 +86,19 @@ fn first_token_with_a_draft_follows_the_target_distribution() {
 
     let mut st = target.new_state(64).unwrap();
     let logits = target.forward(&mut st, &prompt, false).unwrap().to_vec();
-    let p = top(&logits, 4);
-    let q = top(&logits, 2);
+    let p = top(&logits, 4, |_| true);
+    // The draft's q: its top two over its shortlist (the base ids plus the prompt's).
+    let listed = base_ids(&tok, draft_vocab);
+    let in_list =
+        |id: u32| draft_vocab == 0 || listed.binary_search(&id).is_ok() || prompt.contains(&id);
+    let q = top(&logits, 2, in_list);
     eprintln!("p {p:?}\nq {q:?}");
+    if draft_vocab > 0 {
+        assert!(
+            p.iter().any(|&(id, _)| !in_list(id)),
+            "the shortlist must leave out one of the target's best for this case: {p:?}"
+        );
+    }
     assert!(
         p.iter().all(|&(_, pi)| pi * N_DRAWS as f64 >= 5.0),
         "every bin needs >= 5 expected draws for the chi-squared bound: {p:?}"
@@ -83,8 +109,9 @@ fn first_token_with_a_draft_follows_the_target_distribution() {
         n_min: 0,
         p_min: 0.0,
         adaptive: false,
+        draft_vocab,
     };
-    let mut s = Speculator::new(&target, &draft, 64, chain(4), chain(2), spec).unwrap();
+    let mut s = Speculator::new(&target, &draft, &tok, 64, chain(4), chain(2), spec).unwrap();
     let mut counts = vec![0.0; 4];
     let (mut drafted, mut accepted) = (0, 0);
     for seed in 0..N_DRAWS as u64 {

@@ -2,8 +2,11 @@
 //! (the target's own file: nearly every draft accepted) and a deliberately poor one (a random
 //! one-layer model with the same vocabulary: nearly every draft rejected, so the adaptive length
 //! must shrink and the draft must sit out). The reference is `infer run`'s plain loop on the
-//! target alone. Also: the vocabulary check accepts the pair and names both files and the first
-//! difference when a vocabulary differs (llama.cpp's rules).
+//! target alone. The good-draft cases run with the draft's whole output head and with its
+//! shortlist head. An F16 target (whose verification batches go through `gemm_float`, every row
+//! rounded as a one-token product) with the Q4_K_M draft must give its own greedy tokens too.
+//! Also: the vocabulary check accepts the pair and names both files and the first difference when
+//! a vocabulary differs (llama.cpp's rules).
 
 mod spec_support;
 
@@ -12,7 +15,7 @@ use infer::model::{Model, ModelOptions};
 use infer::sample::SamplerParams;
 use infer::spec::{check_vocab, SpecError, SpecParams, Speculator};
 use infer::tokenizer::Tokenizer;
-use spec_support::{plain_decode, real_model, write_poor_draft, TempDir};
+use spec_support::{f16_model, plain_decode, real_model, write_poor_draft, TempDir};
 
 const N_GEN: usize = 32;
 const PROMPTS: [&str; 2] = [
@@ -36,7 +39,7 @@ fn speculate(
     spec: SpecParams,
     tok: &Tokenizer,
 ) -> (Vec<u32>, infer::spec::SpecStats) {
-    let mut s = Speculator::new(target, draft, 512, sp.clone(), sp, spec).expect("speculator");
+    let mut s = Speculator::new(target, draft, tok, 512, sp.clone(), sp, spec).expect("speculator");
     let out = s
         .generate::<SpecError>(prompt, Some(N_GEN), &|id| tok.is_eog(id), |_| Ok(true))
         .expect("speculative decode");
@@ -51,10 +54,14 @@ fn good_draft_gives_identical_greedy_tokens() {
     let target = Model::load(&gguf, &ModelOptions::default()).unwrap();
     // A second load of the same file as the draft, as `--draft` of the same file would do.
     let draft = Model::load(&gguf, &ModelOptions::default()).unwrap();
-    // Fixed lengths, so that every step verifies a draft: long drafts with p-min off, then the
-    // default p-min with a repeat penalty (drafted positions must see the same penalty window).
-    let cases = [(PROMPTS[0], 1.0, 8, 0.0), (PROMPTS[1], 1.3, 4, 0.75)];
-    for (text, penalty, n_max, p_min) in cases {
+    // Fixed lengths, so that every step verifies a draft: long drafts with p-min off and the
+    // whole head, then the default p-min and shortlist with a repeat penalty (drafted positions
+    // must see the same penalty window).
+    let cases = [
+        (PROMPTS[0], 1.0, 8, 0.0, 0),
+        (PROMPTS[1], 1.3, 4, 0.75, infer::spec::DEFAULT_DRAFT_VOCAB),
+    ];
+    for (text, penalty, n_max, p_min, draft_vocab) in cases {
         let prompt = tok.encode(text, true, true);
         let sp = greedy(penalty);
         let want = plain_decode(&target, &prompt, sp.clone(), N_GEN);
@@ -63,6 +70,7 @@ fn good_draft_gives_identical_greedy_tokens() {
             n_min: 0,
             p_min,
             adaptive: false,
+            draft_vocab,
         };
         let (got, stats) = speculate(&target, &draft, &prompt, sp, spec, &tok);
         eprintln!("{text:?}: {stats:?}, acceptance {:.3}", stats.acceptance());
@@ -108,6 +116,7 @@ fn poor_draft_gives_identical_greedy_tokens_and_shrinks() {
         n_min: 0,
         p_min: 0.0,
         adaptive: true,
+        draft_vocab: infer::spec::DEFAULT_DRAFT_VOCAB,
     };
     let (got, stats) = speculate(&target, &draft, &prompt, greedy(1.0), spec, &tok);
     eprintln!(
@@ -127,6 +136,40 @@ fn poor_draft_gives_identical_greedy_tokens_and_shrinks() {
         stats.plain_steps > stats.spec_steps,
         "a draft that is never right must sit out most steps: {stats:?}"
     );
+}
+
+#[test]
+fn f16_target_gives_identical_greedy_tokens() {
+    let (Some(draft_path), Some(target_path)) = (real_model(), f16_model()) else {
+        return;
+    };
+    let tgguf = GgufFile::open(&target_path).unwrap();
+    let dgguf = GgufFile::open(&draft_path).unwrap();
+    let tok = Tokenizer::from_gguf(&tgguf).unwrap();
+    // Flash attention on, as `infer run` does by default.
+    let mut target = Model::load(&tgguf, &ModelOptions::default()).unwrap();
+    target.set_flash_attn(true);
+    let mut draft = Model::load(&dgguf, &ModelOptions::default()).unwrap();
+    draft.set_flash_attn(true);
+    let prompt = tok.encode(PROMPTS[1], true, true);
+    let want = plain_decode(&target, &prompt, greedy(1.0), N_GEN);
+    // Every batch size from 2 to 9 rows, then the adaptive length.
+    for (n_max, adaptive) in [(8, false), (16, true)] {
+        let spec = SpecParams {
+            n_max,
+            n_min: 0,
+            p_min: 0.0,
+            adaptive,
+            draft_vocab: infer::spec::DEFAULT_DRAFT_VOCAB,
+        };
+        let (got, stats) = speculate(&target, &draft, &prompt, greedy(1.0), spec, &tok);
+        eprintln!("F16 target, n_max {n_max}: {stats:?}");
+        assert_eq!(
+            got, want,
+            "F16 target: speculative tokens differ from its own"
+        );
+        assert!(stats.acceptance() > 0.8, "{stats:?}");
+    }
 }
 
 /// Only the tokenizer keys of the real file, with `edit` applied: enough for `Tokenizer`.

@@ -8,12 +8,22 @@
 //! positions whose history includes drafted tokens that may later be dropped.
 
 use super::acceptance::Dist;
-use crate::sample::{self, Candidates, SamplerParams};
+use crate::sample::{self, Candidate, Candidates, SamplerParams};
 use std::collections::HashMap;
 
 /// How many candidates llama.cpp's draft sampler keeps (`common/speculative.cpp`: top-k 10);
 /// `--draft-p-min` is a probability within them.
 const DRAFT_TOP_K: i32 = 10;
+
+/// The logits a chain reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Logits<'a> {
+    /// `l[id]` for every id of the vocabulary.
+    Dense(&'a [f32]),
+    /// `logits[i]` for `ids[i]` only; every other id is out of the running (a draft's
+    /// shortlist, see [`super::shortlist`]).
+    Sparse { ids: &'a [u32], logits: &'a [f32] },
+}
 
 /// One model's sampling settings plus a reusable candidate buffer.
 pub struct Chain {
@@ -47,8 +57,21 @@ impl Chain {
 
     /// Fills the candidates from `logits` with the penalties of the last `repeat_last_n` tokens
     /// of `history` applied.
-    fn penalised(&mut self, logits: &[f32], history: &[u32]) {
-        self.cands.fill(logits);
+    fn penalised(&mut self, logits: Logits<'_>, history: &[u32]) {
+        match logits {
+            Logits::Dense(l) => self.cands.fill(l),
+            Logits::Sparse { ids, logits } => {
+                self.cands.data.clear();
+                self.cands
+                    .data
+                    .extend(ids.iter().zip(logits).map(|(&id, &logit)| Candidate {
+                        id,
+                        logit,
+                        p: 0.0,
+                    }));
+                self.cands.sorted = false;
+            }
+        }
         if self.penalties_enabled() {
             let p = &self.params;
             let window = &history[history.len().saturating_sub(p.repeat_last_n)..];
@@ -68,7 +91,7 @@ impl Chain {
 
     /// The greedy choice after `history`: the argmax of the penalised logits, ties to the lowest
     /// id, exactly what `Sampler::sample` returns at `temp <= 0`.
-    pub fn argmax(&mut self, logits: &[f32], history: &[u32]) -> Option<u32> {
+    pub fn argmax(&mut self, logits: Logits<'_>, history: &[u32]) -> Option<u32> {
         self.penalised(logits, history);
         sample::argmax(&self.cands)
     }
@@ -76,7 +99,7 @@ impl Chain {
     /// The draft's confidence that `--draft-p-min` compares against when drafting greedily: the
     /// probability of the most likely token among the 10 most likely at temperature 1 after the
     /// penalties, as llama.cpp's draft sampler (top-k 10) reports it.
-    pub fn top_prob(&mut self, logits: &[f32], history: &[u32]) -> f64 {
+    pub fn top_prob(&mut self, logits: Logits<'_>, history: &[u32]) -> f64 {
         self.penalised(logits, history);
         sample::top_k(&mut self.cands, DRAFT_TOP_K);
         let max = self
@@ -98,7 +121,7 @@ impl Chain {
 
     /// The distribution the chain draws from after `history` (`temp > 0`); for `temp <= 0`, all
     /// mass on the greedy token.
-    pub fn dist(&mut self, logits: &[f32], history: &[u32]) -> Dist {
+    pub fn dist(&mut self, logits: Logits<'_>, history: &[u32]) -> Dist {
         if self.greedy() {
             return self
                 .argmax(logits, history)
@@ -150,8 +173,8 @@ mod tests {
         let mut history = vec![];
         for _ in 0..6 {
             let want = s.sample(&logits).unwrap();
-            assert_eq!(c.argmax(&logits, &history), Some(want));
-            assert_eq!(c.dist(&logits, &history), Dist::point(want));
+            assert_eq!(c.argmax(Logits::Dense(&logits), &history), Some(want));
+            assert_eq!(c.dist(Logits::Dense(&logits), &history), Dist::point(want));
             s.accept(want);
             history.push(want);
         }
@@ -163,7 +186,7 @@ mod tests {
         let logits = [2.0, 1.6, 1.5, 0.2, -3.0];
         let history = [1u32, 0];
         let mut c = Chain::new(params(0.7));
-        let d = c.dist(&logits, &history);
+        let d = c.dist(Logits::Dense(&logits), &history);
         let mut hits = [0usize; 5];
         let n = 20_000;
         let mut seeds = Rng::new(5);
@@ -198,6 +221,6 @@ mod tests {
             temp: 0.0,
             ..SamplerParams::default()
         });
-        assert!((c.top_prob(&logits, &[]) - 2.0 / 11.0).abs() < 1e-6);
+        assert!((c.top_prob(Logits::Dense(&logits), &[]) - 2.0 / 11.0).abs() < 1e-6);
     }
 }

@@ -12,11 +12,13 @@
 use super::adapt::Adapt;
 use super::chain::Chain;
 use super::proposer::{DraftLimits, Drafted, Proposer};
+use super::shortlist::{base_ids, Shortlist};
 use super::verifier::Verifier;
 use super::SpecError;
 
 use crate::model::Model;
 use crate::sample::{Rng, SamplerParams};
+use crate::tokenizer::Tokenizer;
 use std::time::{Duration, Instant};
 
 /// The `--draft-*` settings.
@@ -32,16 +34,25 @@ pub struct SpecParams {
     /// false, every step asks for `n_max` tokens (llama.cpp's behaviour; tests use it to check
     /// every step's verification).
     pub adaptive: bool,
+    /// `--draft-vocab`: the draft computes logits only for a shortlist built on this many of
+    /// the vocabulary's most frequent tokens ([`super::shortlist`]); 0 = its whole output head.
+    pub draft_vocab: usize,
 }
 
+/// `--draft-vocab`'s default. Gemma 3 270M as the Q4_K_M draft of its F16 self: the draft's
+/// choice equals the target's 97.1% of the time with it (97.5% at 32768, 98.0% with all 262,144
+/// ids), while its head reads 12 MB per token instead of 178 MB.
+pub const DEFAULT_DRAFT_VOCAB: usize = 16384;
+
 impl Default for SpecParams {
-    /// llama.cpp's defaults (`common_params_speculative`).
+    /// llama.cpp's defaults (`common_params_speculative`), and the shortlist head.
     fn default() -> Self {
         SpecParams {
             n_max: 16,
             n_min: 0,
             p_min: 0.75,
             adaptive: true,
+            draft_vocab: DEFAULT_DRAFT_VOCAB,
         }
     }
 }
@@ -59,6 +70,12 @@ pub struct SpecStats {
     pub plain_steps: usize,
     /// The draft length used at each speculative step, in order.
     pub lengths: Vec<usize>,
+    /// Time spent drafting (draft forwards, catching up included) and verifying (target
+    /// forwards, the first one's prompt part excluded).
+    pub t_draft: Duration,
+    pub t_verify: Duration,
+    /// Ids in the draft's shortlist at the end, or `None` for its whole output head.
+    pub shortlist: Option<usize>,
 }
 
 impl SpecStats {
@@ -109,12 +126,14 @@ pub struct Speculator<'m, 'g> {
 
 impl<'m, 'g> Speculator<'m, 'g> {
     /// Both models get a cache of `n_ctx` positions. The caller has checked that the
-    /// vocabularies are compatible ([`super::check_vocab`]); `draft_sampling` is the chain the
+    /// vocabularies are compatible ([`super::check_vocab`]); `vocab` is the target's, which the
+    /// draft's shortlist is chosen from (`params.draft_vocab`); `draft_sampling` is the chain the
     /// draft draws its proposals from (any chain keeps the output exact; one close to the
     /// target's gets more accepted).
     pub fn new(
         target: &'m Model<'g>,
         draft: &'m Model<'g>,
+        vocab: &Tokenizer,
         n_ctx: usize,
         target_sampling: SamplerParams,
         draft_sampling: SamplerParams,
@@ -136,8 +155,15 @@ impl<'m, 'g> Speculator<'m, 'g> {
             )));
         }
         let rng = Rng::new(target_sampling.seed);
+        let n_draft_vocab = draft.hparams().n_vocab;
+        let shortlist = if params.draft_vocab > 0 && params.draft_vocab < n_draft_vocab {
+            Some(Shortlist::new(draft, &base_ids(vocab, params.draft_vocab))?)
+        } else {
+            None
+        };
+        let chain = Chain::new(draft_sampling);
         Ok(Speculator {
-            proposer: Proposer::new(draft, draft.new_state(n_ctx)?, Chain::new(draft_sampling)),
+            proposer: Proposer::new(draft, draft.new_state(n_ctx)?, chain, shortlist),
             verifier: Verifier::new(
                 target,
                 target.new_state(n_ctx)?,
@@ -213,9 +239,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
         }
         self.proposer.truncate(common);
         let body = &prompt[..prompt.len() - 1];
-        self.proposer
-            .feed(&body[self.proposer.cached()..])
-            .map_err(SpecError::from)?;
+        self.proposer.feed(&body[self.proposer.cached()..])?;
         let t_prompt = t0.elapsed();
 
         let mut history = std::mem::take(&mut self.history);
@@ -226,7 +250,10 @@ impl<'m, 'g> Speculator<'m, 'g> {
             end: End::Limit,
             t_prompt,
             t_gen: Duration::ZERO,
-            stats: SpecStats::default(),
+            stats: SpecStats {
+                shortlist: self.proposer.shortlist_len(),
+                ..SpecStats::default()
+            },
         };
         let mut adapt = Adapt::new(self.params.n_max, self.params.n_min);
         let t1 = Instant::now();
@@ -280,10 +307,10 @@ impl<'m, 'g> Speculator<'m, 'g> {
                     p_min: self.params.p_min,
                     n_vocab_target: self.n_vocab_target,
                 };
-                let cost = self
-                    .proposer
-                    .propose(history, lim, is_eog, &mut self.rng, &mut self.drafts)
-                    .map_err(SpecError::from)?;
+                let cost =
+                    self.proposer
+                        .propose(history, lim, is_eog, &mut self.rng, &mut self.drafts)?;
+                out.stats.t_draft += cost.catch_up + cost.drafting;
                 adapt.time_draft(cost.drafting.as_secs_f64() / cost.forwards as f64);
                 adapt.record_draft(self.drafts.len(), cost.unsure);
                 if self.drafts.len() < self.params.n_min {
@@ -302,6 +329,7 @@ impl<'m, 'g> Speculator<'m, 'g> {
             if prompt_left {
                 out.t_prompt += t.elapsed();
             } else {
+                out.stats.t_verify += t.elapsed();
                 adapt.time_verify(k + 1, t.elapsed().as_secs_f64());
                 adapt.record(k, v.accepted, v.accepted < k);
             }

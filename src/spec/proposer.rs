@@ -2,11 +2,14 @@
 //! forward each. Greedy decoding proposes the draft's argmax; sampling draws from the draft's
 //! chain and remembers the distribution `q` it drew from, which the acceptance rule needs.
 //! Drafting stops early when the draft is unsure (`--draft-p-min`), at an end-of-generation
-//! token, or at an id the target's vocabulary lacks.
+//! token, or at an id the target's vocabulary lacks. With a [`Shortlist`], the draft computes
+//! only the shortlist's logits and draws from them.
 
 use super::acceptance::Dist;
-use super::chain::Chain;
-use crate::model::{Model, ModelError, State};
+use super::chain::{Chain, Logits};
+use super::shortlist::Shortlist;
+use super::SpecError;
+use crate::model::{Model, State};
 use crate::sample::Rng;
 use std::time::{Duration, Instant};
 
@@ -46,17 +49,57 @@ pub struct Proposer<'m, 'g> {
     model: &'m Model<'g>,
     state: State,
     chain: Chain,
+    /// The full head's logits, when there is no shortlist.
     logits: Vec<f32>,
+    shortlist: Option<Shortlist<'m>>,
 }
 
 impl<'m, 'g> Proposer<'m, 'g> {
-    pub fn new(model: &'m Model<'g>, state: State, chain: Chain) -> Self {
+    /// `shortlist`: the draft's logits only for those ids (else its whole output head).
+    pub fn new(
+        model: &'m Model<'g>,
+        state: State,
+        chain: Chain,
+        shortlist: Option<Shortlist<'m>>,
+    ) -> Self {
         Proposer {
             model,
             state,
             chain,
             logits: Vec::new(),
+            shortlist,
         }
+    }
+
+    /// Ids in the shortlist, or `None` when the draft computes its whole output head.
+    pub fn shortlist_len(&self) -> Option<usize> {
+        self.shortlist.as_ref().map(Shortlist::len)
+    }
+
+    /// Evaluates `tokens` without any logits: the layers only on the CPU (no output head).
+    fn advance(&mut self, tokens: &[u32]) -> Result<(), SpecError> {
+        if self.model.gpu().is_some() {
+            self.model.forward(&mut self.state, tokens, false)?;
+        } else {
+            self.model.forward_hidden(&mut self.state, tokens)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates `tokens` and keeps the logits after the last one.
+    fn step(&mut self, tokens: &[u32]) -> Result<(), SpecError> {
+        match &mut self.shortlist {
+            Some(s) if self.model.gpu().is_none() => {
+                let h = self.model.forward_hidden(&mut self.state, tokens)?;
+                s.compute(self.model.pool(), h)?;
+            }
+            _ => {
+                let l = self.model.forward(&mut self.state, tokens, false)?;
+                self.logits.clear();
+                self.logits.extend_from_slice(l);
+            }
+        }
+        Ok(())
     }
 
     /// Positions in the draft's cache.
@@ -76,9 +119,9 @@ impl<'m, 'g> Proposer<'m, 'g> {
 
     /// Evaluates `tokens` without proposing (prompt prefill); the cache must hold exactly the
     /// history before them.
-    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), SpecError> {
         if !tokens.is_empty() {
-            self.model.forward(&mut self.state, tokens, false)?;
+            self.advance(tokens)?;
         }
         Ok(())
     }
@@ -93,7 +136,7 @@ impl<'m, 'g> Proposer<'m, 'g> {
         is_eog: &dyn Fn(u32) -> bool,
         rng: &mut Rng,
         out: &mut Vec<Drafted>,
-    ) -> Result<DraftCost, ModelError> {
+    ) -> Result<DraftCost, SpecError> {
         out.clear();
         let base = history.len();
         if self.state.len() >= base {
@@ -104,16 +147,14 @@ impl<'m, 'g> Proposer<'m, 'g> {
         if lag > 1 {
             let t = Instant::now();
             let from = self.state.len();
-            self.model
-                .forward(&mut self.state, &history[from..base - 1], false)?;
+            self.advance(&history[from..base - 1])?;
             catch_up = t.elapsed();
         }
+        if let Some(s) = &mut self.shortlist {
+            s.admit(history);
+        }
         let t = Instant::now();
-        let l = self
-            .model
-            .forward(&mut self.state, &history[base - 1..], false)?;
-        self.logits.clear();
-        self.logits.extend_from_slice(l);
+        self.step(&history[base - 1..])?;
         let result = self.draft_loop(history, lim, is_eog, rng, out);
         history.truncate(base);
         result.map(|(forwards, unsure)| DraftCost {
@@ -131,22 +172,26 @@ impl<'m, 'g> Proposer<'m, 'g> {
         is_eog: &dyn Fn(u32) -> bool,
         rng: &mut Rng,
         out: &mut Vec<Drafted>,
-    ) -> Result<(usize, bool), ModelError> {
+    ) -> Result<(usize, bool), SpecError> {
         let mut forwards = 0;
         let mut unsure = false;
         let p_min = f64::from(lim.p_min);
         while out.len() < lim.n {
+            let logits = match &self.shortlist {
+                Some(s) if self.model.gpu().is_none() => s.logits(),
+                _ => Logits::Dense(&self.logits),
+            };
             let (id, q) = if self.chain.greedy() {
-                if p_min > 0.0 && self.chain.top_prob(&self.logits, history) < p_min {
+                if p_min > 0.0 && self.chain.top_prob(logits, history) < p_min {
                     unsure = true;
                     break;
                 }
-                let Some(id) = self.chain.argmax(&self.logits, history) else {
+                let Some(id) = self.chain.argmax(logits, history) else {
                     break;
                 };
                 (id, Dist::point(id))
             } else {
-                let q = self.chain.dist(&self.logits, history);
+                let q = self.chain.dist(logits, history);
                 if q.top().is_none_or(|(_, p)| p < p_min) {
                     unsure = true;
                     break;
@@ -164,10 +209,8 @@ impl<'m, 'g> Proposer<'m, 'g> {
             if is_eog(id) || out.len() == lim.n {
                 break;
             }
-            let l = self.model.forward(&mut self.state, &[id], false)?;
+            self.step(&[id])?;
             forwards += 1;
-            self.logits.clear();
-            self.logits.extend_from_slice(l);
         }
         Ok((forwards, unsure))
     }

@@ -9,7 +9,7 @@
 //! rolled back to the kept tokens.
 
 use super::acceptance::{self, Verdict};
-use super::chain::Chain;
+use super::chain::{Chain, Logits};
 use super::proposer::Drafted;
 use crate::model::{Model, ModelError, State};
 use crate::sample::Rng;
@@ -145,20 +145,22 @@ impl<'m, 'g> Verifier<'m, 'g> {
             let Some(d) = drafted.get(j) else {
                 // Every draft was kept: the last row's token is a bonus.
                 let next = if self.chain.greedy() {
-                    self.chain.argmax(row, history)
+                    self.chain.argmax(Logits::Dense(row), history)
                 } else {
-                    self.chain.dist(row, history).draw(rng.next_f64())
+                    self.chain
+                        .dist(Logits::Dense(row), history)
+                        .draw(rng.next_f64())
                 };
                 result = next.map(|next| Verified { accepted: j, next });
                 break;
             };
             let verdict = if self.chain.greedy() {
-                match self.chain.argmax(row, history) {
+                match self.chain.argmax(Logits::Dense(row), history) {
                     Some(t) if t == d.id => Some(Verdict::Accept),
                     other => other.map(Verdict::Reject),
                 }
             } else {
-                let p = self.chain.dist(row, history);
+                let p = self.chain.dist(Logits::Dense(row), history);
                 let u = rng.next_f64();
                 if acceptance::accepts(&p, &d.q, d.id, u) {
                     Some(Verdict::Accept)

@@ -44,6 +44,7 @@ pub fn generate_with_draft<E: From<SpecError>>(
     let mut s = Speculator::new(
         target.model,
         &dmodel,
+        target.tok,
         n_ctx,
         sampling.clone(),
         sampling,
@@ -78,7 +79,8 @@ pub fn load_draft<'g>(
 }
 
 impl SpecStats {
-    /// One line for stderr: drafted, accepted, acceptance rate, steps, tokens/s.
+    /// One line for stderr: drafted, accepted, acceptance rate, steps, tokens/s, where the time
+    /// went, and the draft's head.
     pub fn summary(&self, n_generated: usize, t_gen: Duration) -> String {
         let secs = t_gen.as_secs_f64();
         let rate = if secs > 0.0 {
@@ -91,14 +93,21 @@ impl SpecStats {
         } else {
             0.0
         };
+        let steps = (self.spec_steps + self.plain_steps).max(1) as f64;
+        let head = match self.shortlist {
+            Some(n) => format!("shortlist of {n} ids"),
+            None => "whole output head".to_string(),
+        };
         format!(
-            "speculative: drafted {}, accepted {} ({:.1}%), {} verifications (mean draft {:.1}) + {} plain steps, {n_generated} tokens at {rate:.2} tokens/s",
+            "speculative: drafted {}, accepted {} ({:.1}%), {} verifications (mean draft {:.1}) + {} plain steps, {n_generated} tokens at {rate:.2} tokens/s; per step {:.1} ms drafting + {:.1} ms verifying; draft {head}",
             self.drafted,
             self.accepted,
             100.0 * self.acceptance(),
             self.spec_steps,
             mean_len,
             self.plain_steps,
+            1e3 * self.t_draft.as_secs_f64() / steps,
+            1e3 * self.t_verify.as_secs_f64() / steps,
         )
     }
 }

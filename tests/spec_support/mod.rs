@@ -21,6 +21,20 @@ pub fn real_model() -> Option<PathBuf> {
     }
 }
 
+/// The F16 target of `scripts/bench-spec.sh` (made from the Q4_K_M file by llama-quantize), in
+/// models/ or target/spec-bench/, or `None` after printing why the test is skipped.
+pub fn f16_model() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = ["models", "target/spec-bench"]
+        .iter()
+        .map(|d| root.join(d).join("gemma-3-270m-f16.gguf"))
+        .find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("skipped: no gemma-3-270m-f16.gguf in models/ (scripts/bench-spec.sh makes one)");
+    }
+    found
+}
+
 /// Deterministic values, uniform in [-scale, scale) (64-bit LCG).
 fn uniform(n: usize, scale: f32, seed: u64) -> Vec<f32> {
     let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
