@@ -130,8 +130,9 @@ pub struct Args {
     /// Drafts shorter than this are not checked.
     #[arg(long = "draft-min", default_value_t = 0)]
     pub draft_min: usize,
-    /// Stop drafting when the draft's top probability falls below P.
-    #[arg(long = "draft-p-min", default_value_t = 0.75)]
+    /// Stop drafting when the draft's top probability falls below P (llama.cpp uses 0.75; 0 here
+    /// lets the adaptive draft length decide).
+    #[arg(long = "draft-p-min", default_value_t = spec::SpecParams::default().p_min)]
     pub draft_p_min: f32,
     /// The draft computes logits only for a shortlist of the N most frequent tokens (plus the
     /// single characters, special tokens and every token already used); 0 = all. The output is
