@@ -144,9 +144,10 @@ impl<'a> FloatMatrix<'a> {
 const TILE_ROWS: usize = 4;
 /// Tokens per register block in the AVX2 and portable forms.
 const TILE_TOKENS: usize = 3;
-/// Token pairs per register block in the AVX-512 form: 4 rows x 4 pairs = 16 zmm accumulators
-/// (each holds two tokens' eight lanes), 4 activation vectors and a weight vector, of 32.
-const TILE_PAIRS: usize = 4;
+/// Token pairs per register block in the AVX-512 form: 4 rows x 6 pairs = 24 zmm accumulators
+/// (each holds two tokens' eight lanes), 6 activation vectors and a weight vector, of 32. A
+/// verification of up to 12 tokens is then one pass, which converts each weight once.
+const TILE_PAIRS: usize = 6;
 /// Weight rows per register block for a single token: 8 independent FMA chains hide the FMA
 /// latency while the rows stream from memory.
 const DECODE_ROWS: usize = 8;
@@ -544,6 +545,8 @@ fn pair_group<const R: usize>(
             1 => run::<R, 1>(rows, k8, xp, out),
             2 => run::<R, 2>(rows, k8, xp, out),
             3 => run::<R, 3>(rows, k8, xp, out),
+            4 => run::<R, 4>(rows, k8, xp, out),
+            5 => run::<R, 5>(rows, k8, xp, out),
             _ => run::<R, TILE_PAIRS>(rows, k8, xp, out),
         }
     }
@@ -863,8 +866,8 @@ mod tests {
     /// Every output of a batch equals the same product of its token alone, bit for bit, in
     /// every kernel family and against the portable one, so a token verified in a batch gets
     /// the logits it gets when decoded alone (speculative decoding's greedy output depends on
-    /// it) on every CPU. Batches of 2..=17 tokens cover every way the AVX2 groups of three and
-    /// the AVX-512 groups of four pairs end (odd counts leave a half-empty pair).
+    /// it) on every CPU. Batches of 2..=27 tokens cover every way the AVX2 groups of three and
+    /// the AVX-512 groups of six pairs end (odd counts leave a half-empty pair).
     #[test]
     fn batch_single_and_portable_paths_are_bit_identical() {
         let pool = Pool::new(2).expect("pool");
@@ -873,7 +876,7 @@ mod tests {
         let shapes = SHAPES
             .iter()
             .copied()
-            .chain((2..=17).map(|n| (72, 13, n)))
+            .chain((2..=27).map(|n| (72, 13, n)))
             .chain([(100, 9, 9), (640, 6, 17)]);
         for ty in TYPES {
             for (si, (k, m, n_tok)) in shapes.clone().enumerate() {
