@@ -37,6 +37,9 @@ if [ ! -f "$f16" ]; then
 fi
 cargo build --release --quiet
 infer=target/release/infer
+# Timings depend on what else runs: say so next to them.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "load average before: $(load) ($(nproc) cores, $threads threads)"
 
 prompts=(
   "The capital of France is"
@@ -72,4 +75,5 @@ done
 printf 'all prompts: plain %.2f t/s, speculative %.2f t/s, speed-up x%.2f (issue bar: x1.50), outputs identical: %s\n' \
   "$(echo "$tot_plain_n * 1000 / $tot_plain_ms" | bc -l)" "$(echo "$tot_spec_n * 1000 / $tot_spec_ms" | bc -l)" \
   "$(echo "($tot_spec_n / $tot_spec_ms) / ($tot_plain_n / $tot_plain_ms)" | bc -l)" "$same"
+echo "load average after: $(load)"
 [ "$same" = yes ]
