@@ -127,7 +127,7 @@ impl<'a> QMatrix<'a> {
 
 /// Weight rows per task: enough to amortise the task, few enough that a tile stays in L1/L2
 /// while every token of the batch passes over it.
-const TILE_ROWS: usize = 16;
+const TILE_ROWS: usize = 32;
 
 /// Rows per task when decoding one token: a few tasks per thread (so a thread that finishes early
 /// takes over), each long enough that rayon's per-task cost stays out of the profile.
@@ -213,6 +213,13 @@ pub fn matmul_rows(
         });
         return;
     }
+    // Every token's rows, sliced once: the tiles take runs of them.
+    let act_rows: Vec<&[u8]> = act.chunks_exact(arb).collect();
+    let aux_rows: Vec<&[u8]> = if aux_row > 0 {
+        aux.chunks_exact(aux_row).collect()
+    } else {
+        vec![&[]; n_tok]
+    };
     let out = OutPtr(y.as_mut_ptr());
     let n_tiles = m.div_ceil(TILE_ROWS);
     pool.run(n_tiles, &|tile| {
@@ -239,15 +246,7 @@ pub fn matmul_rows(
                 n_tok
             };
             while t + tt <= limit {
-                let mut a: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
-                let mut x: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
-                for i in 0..tt {
-                    a[i] = &act[(t + i) * arb..][..arb];
-                    if tile.prep.is_some() {
-                        x[i] = &aux[(t + i) * aux_row..][..aux_row];
-                    }
-                }
-                let (a, x) = (&a[..tt], &x[..tt]);
+                let (a, x) = (&act_rows[t..t + tt], &aux_rows[t..t + tt]);
                 let mut j = 0;
                 while j + tr <= rows {
                     (tile.run)(w.rows(r0 + j, tr), a, x, got);
