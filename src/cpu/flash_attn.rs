@@ -439,45 +439,127 @@ impl Row<'_> {
             if !tile_softmax(&mut kq, &mut m, &mut s, &mut acc) {
                 continue;
             }
-            // Four eight-dimension groups at once (independent chains, as for the scores), each
-            // lane one chain over the tile's cells in order.
-            const GROUPS: usize = 4;
-            let zero = _mm256_setzero_ps();
-            for d0 in (0..hdv).step_by(8 * GROUPS) {
-                let ng = GROUPS.min((hdv - d0) / 8);
-                let mut a = [zero; GROUPS];
-                for (j, a) in a.iter_mut().enumerate().take(ng) {
-                    // SAFETY: group j is eight f32 of `acc` (hdv is a multiple of 8).
-                    *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(d0 + 8 * j)) };
-                }
-                for (tk, &w) in kq.iter().enumerate() {
-                    let wv = _mm256_set1_ps(w);
-                    // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
-                    if tk < n && w != 0.0 {
-                        let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
-                        let v8 = &values[vo..vo + 8 * ng];
-                        for (j, a) in a.iter_mut().enumerate().take(ng) {
-                            // SAFETY: `v8` holds eight f16 (16 bytes) at 8 * j.
-                            let v = _mm256_cvtph_ps(unsafe {
-                                _mm_loadu_si128(v8.as_ptr().add(8 * j) as *const __m128i)
-                            });
-                            *a = _mm256_fmadd_ps(wv, v, *a);
-                        }
-                    } else {
-                        for a in a.iter_mut().take(ng) {
-                            *a = _mm256_fmadd_ps(wv, zero, *a);
-                        }
-                    }
-                }
-                for (j, a) in a.iter().enumerate().take(ng) {
-                    // SAFETY: as above.
-                    unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(d0 + 8 * j), *a) };
-                }
-            }
+            self.add_values(values, &kq, ic, n, &mut acc);
         }
         let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
         for (o, &v) in out.iter_mut().zip(&acc) {
             *o = v * inv;
+        }
+    }
+
+    /// `acc[d] = fma(w_tk, v_tk[d], acc[d])` over the tile's cells `tk` in order (weights `kq`,
+    /// `n` cells from `ic`): each dimension one chain, as in the scalar form. With AVX-512 and a
+    /// value width of a multiple of 128, eight 16-dimension chains at once; else AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn add_values(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        if self.p.head_dim_v.is_multiple_of(128) && crate::quant::x86::avx512::available() {
+            // SAFETY: just checked.
+            unsafe { self.add_values_avx512(values, kq, ic, n, acc) }
+        } else {
+            self.add_values_avx2(values, kq, ic, n, acc)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn add_values_avx2(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let hdv = self.p.head_dim_v;
+        // Four eight-dimension groups at once (independent chains, as for the scores), each
+        // lane one chain over the tile's cells in order.
+        const GROUPS: usize = 4;
+        let zero = _mm256_setzero_ps();
+        for d0 in (0..hdv).step_by(8 * GROUPS) {
+            let ng = GROUPS.min((hdv - d0) / 8);
+            let mut a = [zero; GROUPS];
+            for (j, a) in a.iter_mut().enumerate().take(ng) {
+                // SAFETY: group j is eight f32 of `acc` (hdv is a multiple of 8).
+                *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(d0 + 8 * j)) };
+            }
+            for (tk, &w) in kq.iter().enumerate() {
+                let wv = _mm256_set1_ps(w);
+                // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
+                if tk < n && w != 0.0 {
+                    let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
+                    let v8 = &values[vo..vo + 8 * ng];
+                    for (j, a) in a.iter_mut().enumerate().take(ng) {
+                        // SAFETY: `v8` holds eight f16 (16 bytes) at 8 * j.
+                        let v = _mm256_cvtph_ps(unsafe {
+                            _mm_loadu_si128(v8.as_ptr().add(8 * j) as *const __m128i)
+                        });
+                        *a = _mm256_fmadd_ps(wv, v, *a);
+                    }
+                } else {
+                    for a in a.iter_mut().take(ng) {
+                        *a = _mm256_fmadd_ps(wv, zero, *a);
+                    }
+                }
+            }
+            for (j, a) in a.iter().enumerate().take(ng) {
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(d0 + 8 * j), *a) };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn add_values_avx512(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        const GROUPS: usize = 8;
+        let hdv = self.p.head_dim_v;
+        let zero = _mm512_setzero_ps();
+        for d0 in (0..hdv).step_by(16 * GROUPS) {
+            let mut a = [zero; GROUPS];
+            for (j, a) in a.iter_mut().enumerate() {
+                // SAFETY: group j is sixteen f32 of `acc` (hdv is a multiple of 128).
+                *a = unsafe { _mm512_loadu_ps(acc.as_ptr().add(d0 + 16 * j)) };
+            }
+            for (tk, &w) in kq.iter().enumerate() {
+                let wv = _mm512_set1_ps(w);
+                // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
+                if tk < n && w != 0.0 {
+                    let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
+                    let v16 = &values[vo..vo + 16 * GROUPS];
+                    for (j, a) in a.iter_mut().enumerate() {
+                        // SAFETY: `v16` holds sixteen f16 (32 bytes) at 16 * j.
+                        let v = _mm512_cvtph_ps(unsafe {
+                            _mm256_loadu_si256(v16.as_ptr().add(16 * j) as *const __m256i)
+                        });
+                        *a = _mm512_fmadd_ps(wv, v, *a);
+                    }
+                } else {
+                    for a in a.iter_mut() {
+                        *a = _mm512_fmadd_ps(wv, zero, *a);
+                    }
+                }
+            }
+            for (j, a) in a.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(d0 + 16 * j), *a) };
+            }
         }
     }
 }
