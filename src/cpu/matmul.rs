@@ -273,8 +273,7 @@ pub fn matmul_rows(
                     t += tt;
                 }
             }
-            for t in t..t1 {
-                let a = act_rows[t];
+            for (t, a) in act_rows.iter().enumerate().take(t1).skip(t) {
                 w.dot_rows(r0, a, &mut buf[..rows], t.min(n_rule - 1), n_rule);
                 for (j, &v) in buf[..rows].iter().enumerate() {
                     put(t, j, v);
