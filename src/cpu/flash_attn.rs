@@ -129,7 +129,8 @@ impl KeysT {
                 return None;
             }
             let (hd, nh) = (p.head_dim, p.n_head_kv);
-            let ld = n_kv.next_multiple_of(TILE_KV);
+            // Padded to pairs of tiles, which the AVX-512 scores read at once.
+            let ld = n_kv.next_multiple_of(2 * TILE_KV);
             let mut data = vec![0.0f32; nh * hd * ld];
             for c in 0..kv.pos.len().min(n_kv) {
                 for h in 0..nh {
@@ -178,6 +179,59 @@ fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &mut [f3
     }
     *s = (f64::from(*s) + sum) as f32;
     true
+}
+
+/// The dot products of `q` with one tile of transposed keys (cells `ic..ic + TILE_KV` of the
+/// `[dim][cell]` rows `kt_h`, `ld` cells apart), eight cells per vector and eight chains at once,
+/// each lane one FMA chain over the dimensions in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scores_avx2(q: &[f32], kt_h: &[f32], ld: usize, ic: usize, dots: &mut [f32; TILE_KV]) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm256_setzero_ps(); TILE_KV / 8];
+    for (d, &q) in q.iter().enumerate() {
+        let kd = &kt_h[d * ld + ic..d * ld + ic + TILE_KV];
+        let qv = _mm256_set1_ps(q);
+        for (g, a) in a.iter_mut().enumerate() {
+            // SAFETY: `kd` holds a whole tile of f32 (the cells are padded to tiles).
+            let k8 = unsafe { _mm256_loadu_ps(kd.as_ptr().add(8 * g)) };
+            *a = _mm256_fmadd_ps(k8, qv, *a);
+        }
+    }
+    for (g, a) in a.iter().enumerate() {
+        // SAFETY: each group is eight f32 of `dots`.
+        unsafe { _mm256_storeu_ps(dots.as_mut_ptr().add(8 * g), *a) };
+    }
+}
+
+/// [`scores_avx2`] for two tiles (cells `ic..ic + 2 * TILE_KV`), sixteen cells per vector.
+///
+/// # Safety
+/// Needs `quant::x86::avx512::available()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn scores_avx512(
+    q: &[f32],
+    kt_h: &[f32],
+    ld: usize,
+    ic: usize,
+    dots: &mut [f32; 2 * TILE_KV],
+) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_setzero_ps(); 2 * TILE_KV / 16];
+    for (d, &q) in q.iter().enumerate() {
+        let kd = &kt_h[d * ld + ic..d * ld + ic + 2 * TILE_KV];
+        let qv = _mm512_set1_ps(q);
+        for (g, a) in a.iter_mut().enumerate() {
+            // SAFETY: `kd` holds two tiles of f32 (the cells are padded to pairs of tiles).
+            let k16 = unsafe { _mm512_loadu_ps(kd.as_ptr().add(16 * g)) };
+            *a = _mm512_fmadd_ps(k16, qv, *a);
+        }
+    }
+    for (g, a) in a.iter().enumerate() {
+        // SAFETY: each group is sixteen f32 of `dots`.
+        unsafe { _mm512_storeu_ps(dots.as_mut_ptr().add(16 * g), *a) };
+    }
 }
 
 fn round_f16(x: f32) -> f32 {
@@ -398,7 +452,6 @@ impl Row<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn tiled_avx2(&self, kt: &KeysT, out: &mut [f32]) {
-        use std::arch::x86_64::*;
         let (hd, hdv) = (self.p.head_dim, self.p.head_dim_v);
         let RowsRef::F16(values) = self.kv.values else {
             unreachable!("f16 values (checked by `supports`)")
@@ -407,77 +460,163 @@ impl Row<'_> {
         let mut kq = [0.0f32; TILE_KV];
         let mut acc = vec![0.0f32; hdv];
         let (mut m, mut s) = (f32::NEG_INFINITY, 0.0f32);
-        for ic in (0..self.n_kv).step_by(TILE_KV) {
-            let n = TILE_KV.min(self.n_kv - ic);
-            if !(ic..ic + n).any(|c| self.visible(c)) {
-                continue;
-            }
-            // All eight cell groups of the tile at once: eight independent chains, so the FMA
-            // latency is hidden, while each lane's chain still runs over the dimensions in order.
-            let mut a = [_mm256_setzero_ps(); TILE_KV / 8];
-            for (d, &q) in self.q.iter().enumerate() {
-                let kd = &kt_h[d * kt.ld + ic..d * kt.ld + ic + TILE_KV];
-                let qv = _mm256_set1_ps(q);
-                for (g, a) in a.iter_mut().enumerate() {
-                    // SAFETY: `kd` holds a whole tile of f32 (the cells are padded to tiles).
-                    let k8 = unsafe { _mm256_loadu_ps(kd.as_ptr().add(8 * g)) };
-                    *a = _mm256_fmadd_ps(k8, qv, *a);
-                }
-            }
-            let mut dots = [0.0f32; TILE_KV];
-            for (g, a) in a.iter().enumerate() {
-                // SAFETY: each group is eight f32 of `dots`.
-                unsafe { _mm256_storeu_ps(dots.as_mut_ptr().add(8 * g), *a) };
-            }
-            for (tk, (e, &dot)) in kq.iter_mut().zip(&dots).enumerate() {
-                *e = if tk < n && self.visible(ic + tk) {
-                    dot * self.p.scale + 0.0
-                } else {
-                    f32::NEG_INFINITY
-                };
-            }
-            if !tile_softmax(&mut kq, &mut m, &mut s, &mut acc) {
-                continue;
-            }
-            // Four eight-dimension groups at once (independent chains, as for the scores), each
-            // lane one chain over the tile's cells in order.
-            const GROUPS: usize = 4;
-            let zero = _mm256_setzero_ps();
-            for d0 in (0..hdv).step_by(8 * GROUPS) {
-                let ng = GROUPS.min((hdv - d0) / 8);
-                let mut a = [zero; GROUPS];
-                for (j, a) in a.iter_mut().enumerate().take(ng) {
-                    // SAFETY: group j is eight f32 of `acc` (hdv is a multiple of 8).
-                    *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(d0 + 8 * j)) };
-                }
-                for (tk, &w) in kq.iter().enumerate() {
-                    let wv = _mm256_set1_ps(w);
-                    // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
-                    if tk < n && w != 0.0 {
-                        let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
-                        let v8 = &values[vo..vo + 8 * ng];
-                        for (j, a) in a.iter_mut().enumerate().take(ng) {
-                            // SAFETY: `v8` holds eight f16 (16 bytes) at 8 * j.
-                            let v = _mm256_cvtph_ps(unsafe {
-                                _mm_loadu_si128(v8.as_ptr().add(8 * j) as *const __m128i)
-                            });
-                            *a = _mm256_fmadd_ps(wv, v, *a);
-                        }
-                    } else {
-                        for a in a.iter_mut().take(ng) {
-                            *a = _mm256_fmadd_ps(wv, zero, *a);
-                        }
+        let wide = crate::quant::x86::avx512::available();
+        // Scores do not depend on the softmax, so two tiles' can be formed in one pass: with
+        // AVX-512 that is eight 16-cell chains, enough to hide the FMA latency.
+        let mut dots = [0.0f32; 2 * TILE_KV];
+        for ic2 in (0..self.n_kv).step_by(2 * TILE_KV) {
+            let tiles = [ic2, ic2 + TILE_KV].map(|ic| {
+                let n = TILE_KV.min(self.n_kv.saturating_sub(ic));
+                (ic, n, (ic..ic + n).any(|c| self.visible(c)))
+            });
+            if wide && tiles[0].2 && tiles[1].2 {
+                // SAFETY: just checked; `ld` is a multiple of two tiles.
+                unsafe { scores_avx512(self.q, kt_h, kt.ld, ic2, &mut dots) };
+            } else {
+                for (i, &(ic, _, visible)) in tiles.iter().enumerate() {
+                    if visible {
+                        let dots = (&mut dots[i * TILE_KV..(i + 1) * TILE_KV]).try_into();
+                        scores_avx2(self.q, kt_h, kt.ld, ic, dots.expect("one tile"));
                     }
                 }
-                for (j, a) in a.iter().enumerate().take(ng) {
-                    // SAFETY: as above.
-                    unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(d0 + 8 * j), *a) };
+            }
+            for (i, &(ic, n, visible)) in tiles.iter().enumerate() {
+                if !visible {
+                    continue;
                 }
+                let dots = &dots[i * TILE_KV..(i + 1) * TILE_KV];
+                for (tk, (e, &dot)) in kq.iter_mut().zip(dots).enumerate() {
+                    *e = if tk < n && self.visible(ic + tk) {
+                        dot * self.p.scale + 0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                }
+                if !tile_softmax(&mut kq, &mut m, &mut s, &mut acc) {
+                    continue;
+                }
+                self.add_values(values, &kq, ic, n, &mut acc);
             }
         }
         let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
         for (o, &v) in out.iter_mut().zip(&acc) {
             *o = v * inv;
+        }
+    }
+
+    /// `acc[d] = fma(w_tk, v_tk[d], acc[d])` over the tile's cells `tk` in order (weights `kq`,
+    /// `n` cells from `ic`): each dimension one chain, as in the scalar form. With AVX-512 and a
+    /// value width of a multiple of 128, eight 16-dimension chains at once; else AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn add_values(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        if self.p.head_dim_v.is_multiple_of(128) && crate::quant::x86::avx512::available() {
+            // SAFETY: just checked.
+            unsafe { self.add_values_avx512(values, kq, ic, n, acc) }
+        } else {
+            self.add_values_avx2(values, kq, ic, n, acc)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn add_values_avx2(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let hdv = self.p.head_dim_v;
+        // Four eight-dimension groups at once (independent chains, as for the scores), each
+        // lane one chain over the tile's cells in order.
+        const GROUPS: usize = 4;
+        let zero = _mm256_setzero_ps();
+        for d0 in (0..hdv).step_by(8 * GROUPS) {
+            let ng = GROUPS.min((hdv - d0) / 8);
+            let mut a = [zero; GROUPS];
+            for (j, a) in a.iter_mut().enumerate().take(ng) {
+                // SAFETY: group j is eight f32 of `acc` (hdv is a multiple of 8).
+                *a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(d0 + 8 * j)) };
+            }
+            for (tk, &w) in kq.iter().enumerate() {
+                let wv = _mm256_set1_ps(w);
+                // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
+                if tk < n && w != 0.0 {
+                    let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
+                    let v8 = &values[vo..vo + 8 * ng];
+                    for (j, a) in a.iter_mut().enumerate().take(ng) {
+                        // SAFETY: `v8` holds eight f16 (16 bytes) at 8 * j.
+                        let v = _mm256_cvtph_ps(unsafe {
+                            _mm_loadu_si128(v8.as_ptr().add(8 * j) as *const __m128i)
+                        });
+                        *a = _mm256_fmadd_ps(wv, v, *a);
+                    }
+                } else {
+                    for a in a.iter_mut().take(ng) {
+                        *a = _mm256_fmadd_ps(wv, zero, *a);
+                    }
+                }
+            }
+            for (j, a) in a.iter().enumerate().take(ng) {
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(d0 + 8 * j), *a) };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn add_values_avx512(
+        &self,
+        values: &[f16],
+        kq: &[f32; TILE_KV],
+        ic: usize,
+        n: usize,
+        acc: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        const GROUPS: usize = 8;
+        let hdv = self.p.head_dim_v;
+        let zero = _mm512_setzero_ps();
+        for d0 in (0..hdv).step_by(16 * GROUPS) {
+            let mut a = [zero; GROUPS];
+            for (j, a) in a.iter_mut().enumerate() {
+                // SAFETY: group j is sixteen f32 of `acc` (hdv is a multiple of 128).
+                *a = unsafe { _mm512_loadu_ps(acc.as_ptr().add(d0 + 16 * j)) };
+            }
+            for (tk, &w) in kq.iter().enumerate() {
+                let wv = _mm512_set1_ps(w);
+                // A cell left out contributes `w * 0`, as the zeroed row of the scalar form.
+                if tk < n && w != 0.0 {
+                    let vo = ((ic + tk) * self.p.n_head_kv + self.kvh) * hdv + d0;
+                    let v16 = &values[vo..vo + 16 * GROUPS];
+                    for (j, a) in a.iter_mut().enumerate() {
+                        // SAFETY: `v16` holds sixteen f16 (32 bytes) at 16 * j.
+                        let v = _mm512_cvtph_ps(unsafe {
+                            _mm256_loadu_si256(v16.as_ptr().add(16 * j) as *const __m256i)
+                        });
+                        *a = _mm512_fmadd_ps(wv, v, *a);
+                    }
+                } else {
+                    for a in a.iter_mut() {
+                        *a = _mm512_fmadd_ps(wv, zero, *a);
+                    }
+                }
+            }
+            for (j, a) in a.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(d0 + 16 * j), *a) };
+            }
         }
     }
 }

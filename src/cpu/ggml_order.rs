@@ -215,9 +215,19 @@ pub struct Tile {
     pub toks: usize,
     pub run: TileFn,
     pub prep: Option<(TilePrepFn, usize)>,
-    /// Whether the tile computes the `batch` kernel's order (formats whose orders differ), so
-    /// that only the activation rows the batch rule sends there may take it.
-    pub batch_order: bool,
+    /// Which activation rows may take the tile.
+    pub order: TileOrder,
+}
+
+/// The kernel order a tile computes, for formats whose `single` and `batch` orders differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileOrder {
+    /// `single` = `batch`: any row.
+    Any,
+    /// The `batch` kernel's: only the rows the batch rule sends there.
+    Batch,
+    /// The `single` kernel's: only the other rows (all of them in a decode-order product).
+    Single,
 }
 
 /// The most outputs a tile has (`rows * toks`).
@@ -317,7 +327,7 @@ pub fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile};
+    use super::{BatchRule, Dot4Fn, Kernel, Orders, Tile, TileOrder};
     use crate::quant::x86::avx2::ggml_order as k;
     use crate::quant::x86::avx2::rows4 as r4;
     use crate::quant::x86::avx512 as x512;
@@ -359,7 +369,7 @@ mod avx2 {
                 toks: 4,
                 run,
                 prep: None,
-                batch_order: false,
+                order: TileOrder::Any,
             }
         }};
     }
@@ -381,14 +391,14 @@ mod avx2 {
                 toks: x512::legacy::TOKS,
                 run,
                 prep: Some((prep, x512::legacy::AUX_PER_BLOCK)),
-                batch_order: false,
+                order: TileOrder::Any,
             }
         }};
     }
 
     /// An AVX-512 tile in a k-quant's batch order as a [`Tile`].
     macro_rules! ktile {
-        ($f:path, $m:path) => {{
+        ($f:path, $m:path, $order:ident) => {{
             use $m as m;
             fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
                 // SAFETY: handed out only after `avx512::available()`; the kernel checks its
@@ -400,7 +410,7 @@ mod avx2 {
                 toks: m::TOKS,
                 run,
                 prep: None,
-                batch_order: true,
+                order: TileOrder::$order,
             }
         }};
     }
@@ -470,7 +480,7 @@ mod avx2 {
                 },
                 rule: BatchRule::Tiled,
                 tiles: [
-                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k)),
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k, Batch)),
                     None,
                 ],
             }),
@@ -485,8 +495,8 @@ mod avx2 {
                 },
                 rule: BatchRule::GroupsOfFour,
                 tiles: [
-                    wide.then(|| ktile!(x512::q4_k::tile2x8_q4_k, x512::q4_k)),
-                    None,
+                    wide.then(|| ktile!(x512::q4_k::tile2x8_q4_k_gemm, x512::q4_k, Batch)),
+                    wide.then(|| ktile!(x512::q4_k::tile2x8_q4_k, x512::q4_k, Single)),
                 ],
             }),
             _ => None,
@@ -774,17 +784,28 @@ mod tests {
     #[test]
     fn k_quant_tiles_equal_the_batch_orders() {
         type Portable = fn(usize, &[u8], &[u8]) -> f32;
-        let cases: [(GgmlType, Portable); 2] = [
-            (GgmlType::Q4_K, vec_dot_q4_k_repacked_gemm),
-            (GgmlType::Q6_K, vec_dot_q6_k_tiled),
+        let cases: [(GgmlType, usize, TileOrder, Portable); 3] = [
+            (
+                GgmlType::Q4_K,
+                0,
+                TileOrder::Batch,
+                vec_dot_q4_k_repacked_gemm,
+            ),
+            (GgmlType::Q4_K, 1, TileOrder::Single, vec_dot_q4_k_repacked),
+            (GgmlType::Q6_K, 0, TileOrder::Batch, vec_dot_q6_k_tiled),
         ];
-        for (ty, portable) in cases {
-            k_quant_tile_equals(ty, portable);
+        for (ty, which, order, portable) in cases {
+            k_quant_tile_equals(ty, which, order, portable);
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn k_quant_tile_equals(ty: GgmlType, portable: fn(usize, &[u8], &[u8]) -> f32) {
+    fn k_quant_tile_equals(
+        ty: GgmlType,
+        which: usize,
+        order: TileOrder,
+        portable: fn(usize, &[u8], &[u8]) -> f32,
+    ) {
         let Some(o) = crate::quant::x86::avx2_available()
             .then(|| orders_for(ty, 640))
             .flatten()
@@ -792,11 +813,11 @@ mod tests {
             eprintln!("skipping: no AVX2");
             return;
         };
-        let Some(tile) = o.tiles[0] else {
+        let Some(tile) = o.tiles[which] else {
             eprintln!("no avx512 vnni here: the {ty} tile is not exercised");
             return;
         };
-        assert!(tile.batch_order);
+        assert_eq!(tile.order, order);
         for seed in 0..3 {
             let n = 256 * (1 + 2 * seed);
             let rb = quant::row_bytes(ty, n).expect("row");

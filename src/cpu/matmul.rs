@@ -7,7 +7,7 @@
 //! token of the batch while it is hot in cache, so prefill reads each weight once per tile.
 
 use super::act_quant::activation_quantizer;
-use super::ggml_order::{orders_for, Orders, TILE_MAX_OUT};
+use super::ggml_order::{orders_for, Orders, TileOrder, TILE_MAX_OUT};
 use super::Pool;
 use crate::quant::{self, FromF32Fn, GgmlType, QuantError, TypeKernels};
 
@@ -127,7 +127,7 @@ impl<'a> QMatrix<'a> {
 
 /// Weight rows per task: enough to amortise the task, few enough that a tile stays in L1/L2
 /// while every token of the batch passes over it.
-const TILE_ROWS: usize = 16;
+const TILE_ROWS: usize = 32;
 
 /// Rows per task when decoding one token: a few tasks per thread (so a thread that finishes early
 /// takes over), each long enough that rayon's per-task cost stays out of the profile.
@@ -213,6 +213,13 @@ pub fn matmul_rows(
         });
         return;
     }
+    // Every token's rows, sliced once: the tiles take runs of them.
+    let act_rows: Vec<&[u8]> = act.chunks_exact(arb).collect();
+    let aux_rows: Vec<&[u8]> = if aux_row > 0 {
+        aux.chunks_exact(aux_row).collect()
+    } else {
+        vec![&[]; n_tok]
+    };
     let out = OutPtr(y.as_mut_ptr());
     let n_tiles = m.div_ceil(TILE_ROWS);
     pool.run(n_tiles, &|tile| {
@@ -225,54 +232,52 @@ pub fn matmul_rows(
             // mutably until `run` returns, after every task is done.
             unsafe { *out.at(t * m + r0 + j) = v };
         };
-        let mut t = 0;
-        for tile in w.orders.tiles.iter().flatten() {
-            // `toks` tokens at a time against `rows` rows at a time; the rows left over and the
-            // tokens past the last whole tile fall through to the narrower tile or the row
-            // kernels below.
-            let (tr, tt) = (tile.rows, tile.toks);
-            let mut got = [0.0f32; TILE_MAX_OUT];
-            let got = &mut got[..tr * tt];
-            let limit = if tile.batch_order {
-                w.orders.batch_rows(n_rule)
-            } else {
-                n_tok
-            };
-            while t + tt <= limit {
-                let mut a: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
-                let mut x: [&[u8]; TILE_MAX_OUT] = [&[]; TILE_MAX_OUT];
-                for i in 0..tt {
-                    a[i] = &act[(t + i) * arb..][..arb];
-                    if tile.prep.is_some() {
-                        x[i] = &aux[(t + i) * aux_row..][..aux_row];
-                    }
+        // The rows the batch rule sends to the batch kernel come first, then the rest; each run
+        // goes through the tiles of its order (widest first), then the row kernels.
+        let n_batch = w.orders.batch_rows(n_rule);
+        for (t0, t1, batch) in [(0, n_batch, true), (n_batch, n_tok, false)] {
+            let mut t = t0;
+            for tile in w.orders.tiles.iter().flatten() {
+                let fits = match tile.order {
+                    TileOrder::Any => true,
+                    TileOrder::Batch => batch,
+                    TileOrder::Single => !batch,
+                };
+                if !fits {
+                    continue;
                 }
-                let (a, x) = (&a[..tt], &x[..tt]);
-                let mut j = 0;
-                while j + tr <= rows {
-                    (tile.run)(w.rows(r0 + j, tr), a, x, got);
-                    for (r, row) in got.chunks_exact(tt).enumerate() {
-                        for (i, &v) in row.iter().enumerate() {
-                            put(t + i, j + r, v);
+                // `toks` tokens at a time against `rows` rows at a time; the rows left over
+                // take the row kernels.
+                let (tr, tt) = (tile.rows, tile.toks);
+                let mut got = [0.0f32; TILE_MAX_OUT];
+                let got = &mut got[..tr * tt];
+                while t + tt <= t1 {
+                    let (a, x) = (&act_rows[t..t + tt], &aux_rows[t..t + tt]);
+                    let mut j = 0;
+                    while j + tr <= rows {
+                        (tile.run)(w.rows(r0 + j, tr), a, x, got);
+                        for (r, row) in got.chunks_exact(tt).enumerate() {
+                            for (i, &v) in row.iter().enumerate() {
+                                put(t + i, j + r, v);
+                            }
+                        }
+                        j += tr;
+                    }
+                    for (i, a) in a.iter().enumerate() {
+                        let n = rows - j;
+                        w.dot_rows(r0 + j, a, &mut buf[..n], (t + i).min(n_rule - 1), n_rule);
+                        for (jj, &v) in buf[..n].iter().enumerate() {
+                            put(t + i, j + jj, v);
                         }
                     }
-                    j += tr;
+                    t += tt;
                 }
-                for (i, a) in a.iter().enumerate() {
-                    let n = rows - j;
-                    w.dot_rows(r0 + j, a, &mut buf[..n], (t + i).min(n_rule - 1), n_rule);
-                    for (jj, &v) in buf[..n].iter().enumerate() {
-                        put(t + i, j + jj, v);
-                    }
-                }
-                t += tt;
             }
-        }
-        for t in t..n_tok {
-            let a = &act[t * arb..(t + 1) * arb];
-            w.dot_rows(r0, a, &mut buf[..rows], t.min(n_rule - 1), n_rule);
-            for (j, &v) in buf[..rows].iter().enumerate() {
-                put(t, j, v);
+            for (t, a) in act_rows.iter().enumerate().take(t1).skip(t) {
+                w.dot_rows(r0, a, &mut buf[..rows], t.min(n_rule - 1), n_rule);
+                for (j, &v) in buf[..rows].iter().enumerate() {
+                    put(t, j, v);
+                }
             }
         }
     });

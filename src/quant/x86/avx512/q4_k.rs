@@ -1,7 +1,8 @@
-//! Q4_K · Q8_K in the order of ggml-cpu's repacked Q4_K gemm (`ggml_order::q4_k_repacked_step`
-//! with `GEMM`): per (row, token), one scalar chain `acc = fma(f32(isum_k), dx·dy, acc)` and
-//! one `accm = fma(f32(imin_k), dminx·dy, accm)` per 64-element chunk `k`, the result
-//! `acc - accm`. ggml runs those chains one per vector lane; so does this tile, with its sixteen
+//! Q4_K · Q8_K in the orders of ggml-cpu's repacked Q4_K kernels
+//! (`ggml_order::q4_k_repacked_step`). The gemm's: per (row, token), one scalar chain
+//! `acc = fma(f32(isum_k), dx·dy, acc)` and one `accm = fma(f32(imin_k), dminx·dy, accm)` per
+//! 64-element chunk `k`, the result `acc - accm`; the gemv's (single-token decoding) the same
+//! with one step per super-block over the chunks' summed integers. ggml runs those chains one per vector lane; so does this tile, with its sixteen
 //! lanes the pairs of two weight rows and eight tokens (lane `8r + t`), so the float steps are
 //! one instruction per chunk for all sixteen. The exact chunk integers come from
 //! `maddubs`/`madd` (nibbles times bytes, then the sub-block scales), sixteen partial lanes per
@@ -29,7 +30,23 @@ pub const TOKS: usize = 8;
 /// # Safety
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn tile2x8_q4_k_gemm(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
+    tile2x8::<true>(w, a, out)
+}
+
+/// [`tile2x8_q4_k_gemm`] in the gemv's order (`ggml_order::vec_dot_q4_k_repacked`: one step
+/// per super-block over its whole integers), which single-token decoding rounds by.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
+    tile2x8::<false>(w, a, out)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn tile2x8<const GEMM: bool>(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
     assert_eq!(a.len(), TOKS, "eight activation rows per tile");
     assert_eq!(out.len(), ROWS * TOKS, "a 2x8 tile's outputs");
     let mut ys = [&[][..]; TOKS];
@@ -85,6 +102,9 @@ pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
             )
         };
         let mins = _mm512_inserti32x4::<1>(_mm512_castsi128_si512(m0), m1);
+        // The gemv sums the chunks' integers before its one float step per super-block.
+        let mut v = [_mm512_setzero_si512(); 16];
+        let mut imin_sb = _mm512_setzero_si512();
         for k in 0..4 {
             let kk = _mm512_set1_epi32(k as i32);
             let sv = _mm512_permutex2var_epi32(s_lo, _mm512_add_epi32(tok_idx, kk), s_hi);
@@ -92,16 +112,30 @@ pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
             let imin = _mm512_madd_epi16(mv, sv);
             let (q0, s0) = chunk(x[0], &sc0, k);
             let (q1, s1) = chunk(x[1], &sc1, k);
-            let mut v = [_mm512_setzero_si512(); 16];
             for t in 0..TOKS {
                 // SAFETY: chunk k's 64 activation bytes are readable.
                 let y = unsafe { _mm512_loadu_si512(ys[t][b].qs.as_ptr().add(64 * k).cast()) };
-                v[t] = _mm512_madd_epi16(_mm512_maddubs_epi16(q0, y), s0);
-                v[TOKS + t] = _mm512_madd_epi16(_mm512_maddubs_epi16(q1, y), s1);
+                let p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(q0, y), s0);
+                let p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(q1, y), s1);
+                if GEMM {
+                    (v[t], v[TOKS + t]) = (p0, p1);
+                } else {
+                    v[t] = _mm512_add_epi32(v[t], p0);
+                    v[TOKS + t] = _mm512_add_epi32(v[TOKS + t], p1);
+                }
             }
+            if GEMM {
+                let isum = sum_lanes16(&v);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc);
+                accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), dmin, accm);
+            } else {
+                imin_sb = _mm512_add_epi32(imin_sb, imin);
+            }
+        }
+        if !GEMM {
             let isum = sum_lanes16(&v);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc);
-            accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), dmin, accm);
+            accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin_sb), dmin, accm);
         }
     }
     // SAFETY: `out` holds 16 f32 (checked above).
