@@ -57,7 +57,10 @@ fn opaque_zero() -> u32 {
 @group(0) @binding(6) var<storage, read_write> kv_pos: array<i32>;
 
 var<workgroup> qs: array<f32, 512>;
+// The tiled form's q and weights split for fma_x_short (their partners are f16 values).
+var<workgroup> q_split: array<vec2<f32>, 512>;
 var<workgroup> wts: array<f32, 64>;
+var<workgroup> w_split: array<vec2<f32>, 64>;
 var<workgroup> chunk_m: array<f32, 256>;
 var<workgroup> chunk_s: array<f32, 256>;
 var<workgroup> chunk_so: array<f32, 256>;
@@ -125,6 +128,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = lid; i < p.head_dim; i = i + WG) {
         if (tiled) {
             qs[i] = q[qo + i];
+            q_split[i] = fma_split(q[qo + i]);
         } else {
             qs[i] = round_f16(q[qo + i]);
         }
@@ -213,7 +217,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                             a = round_f16(a * ms);
                         }
                         if (vs != 0.0) {
-                            a = round_f16(fma_x(v[c * vst + v0 + d], vs, a));
+                            a = round_f16(fma_x_short(v[c * vst + v0 + d], vs, fma_split(vs), a));
                         }
                     }
                     if (chunk_s[i] != 0.0) {
@@ -241,7 +245,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let ko = c * ks + k0;
                 var dot = 0.0;
                 for (var d = 0u; d < p.head_dim; d = d + 1u) {
-                    dot = fma_x(k[ko + d], qs[d], dot);
+                    dot = fma_x_short(k[ko + d], qs[d], q_split[d], dot);
                 }
                 sc = dot * p.scale + 0.0;
             }
@@ -265,6 +269,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 w = ggml_expf(sc - m);
             }
             wts[lid] = w;
+            w_split[lid] = fma_split(w);
             workgroupBarrier();
             if (lid == 0u) {
                 var sum = vec2<f32>(0.0, 0.0);
@@ -285,7 +290,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     for (var tk = 0u; tk < WG; tk = tk + 1u) {
                         let wt = wts[tk];
                         if (wt != 0.0) {
-                            a = fma_x(wt, v[(ic + tk) * vst + v0 + d], a);
+                            // fma(w, v, a) with the f16 value as the short operand.
+                            a = fma_x_short(v[(ic + tk) * vst + v0 + d], wt, w_split[tk], a);
                         }
                     }
                     acc[dm] = a;

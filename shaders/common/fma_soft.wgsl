@@ -26,3 +26,16 @@ fn fma_x(a: f32, b: f32, c: f32) -> f32 {
     let t = (p - (s - bb)) + (c - bb);
     return s + (t + e);
 }
+
+// fma_x(a, b, c) for an `a` of at most 12 significant bits (an f16 value), with `bs` =
+// fma_split(b) computed once by the caller for many such products: a * bs.x and a * bs.y are
+// exact, so they give the product's exact error in two steps instead of four, and the result is
+// fma_x's, bit for bit.
+fn fma_x_short(a: f32, b: f32, bs: vec2<f32>, c: f32) -> f32 {
+    let p = fma_opaque(a * b);
+    let e = (a * bs.x - p) + a * bs.y;
+    let s = fma_opaque(p + c);
+    let bb = fma_opaque(s - p);
+    let t = (p - (s - bb)) + (c - bb);
+    return s + (t + e);
+}
