@@ -6,7 +6,10 @@
 # and its load; runs alternate plain and speculative per prompt so that load drifts hit both.
 #
 # Usage: scripts/bench-spec.sh [N_TOKENS (64)] [THREADS (all cores)]
-# Env: EXTRA="--draft-max 8" adds flags to the speculative runs.
+# Env: EXTRA="--draft-max 8" adds flags to the speculative runs. CPU=1 also measures CPU time
+# (perf stat task-clock) of each run minus that of the same run with -n 1, i.e. the generation's
+# CPU time, and prints the speed-up by it: with 1 thread that figure barely depends on what else
+# runs (with more, idle workers spin, so CPU time follows wall time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -52,15 +55,19 @@ gen_of() { sed -n 's/^generated: \([0-9]*\) tokens in \([0-9.]*\) ms.*/\1 \2/p' 
 tot_plain_n=0 tot_plain_ms=0 tot_spec_n=0 tot_spec_ms=0 same=yes
 for i in "${!prompts[@]}"; do
   p=${prompts[$i]}
-  base=(-p "$p" -n "$n" --temp 0 -t "$threads")
+  base=(-p "$p" --temp 0 -t "$threads")
   spec=(--draft "$q4" ${EXTRA:-})
   if (( i % 2 == 0 )); then order=(plain spec); else order=(spec plain); fi
   for mode in "${order[@]}"; do
-    if [ "$mode" = plain ]; then
-      "$infer" run "$f16" "${base[@]}" > "$out/plain-$i.txt" 2> "$out/plain-$i.err"
-    else
-      "$infer" run "$f16" "${base[@]}" "${spec[@]}" > "$out/spec-$i.txt" 2> "$out/spec-$i.err"
+    if [ "$mode" = plain ]; then extra=(); else extra=("${spec[@]}"); fi
+    cpu=()
+    if [ -n "${CPU:-}" ]; then
+      cpu=(perf stat -x, -e task-clock -o "$out/$mode-$i.cpu")
+      perf stat -x, -e task-clock -o "$out/$mode-$i.cpu1" \
+        "$infer" run "$f16" "${base[@]}" -n 1 "${extra[@]}" > /dev/null 2>&1
     fi
+    "${cpu[@]}" "$infer" run "$f16" "${base[@]}" -n "$n" "${extra[@]}" > "$out/$mode-$i.txt" \
+      2> "$out/$mode-$i.err"
   done
   read -r pn pms < <(gen_of "$out/plain-$i.err")
   read -r sn sms < <(gen_of "$out/spec-$i.err")
@@ -69,11 +76,22 @@ for i in "${!prompts[@]}"; do
     "$(echo "$pn * 1000 / $pms" | bc -l)" "$(echo "$sn * 1000 / $sms" | bc -l)" \
     "$(echo "($sn / $sms) / ($pn / $pms)" | bc -l)" "$ok"
   grep '^speculative:' "$out/spec-$i.err" | sed 's/^/  /'
+  if [ -n "${CPU:-}" ]; then
+    ms() { sed -n 's/^\([0-9.]*\),msec,task-clock.*/\1/p' "$1"; }
+    pc=$(echo "$(ms "$out/plain-$i.cpu") - $(ms "$out/plain-$i.cpu1")" | bc -l)
+    sc=$(echo "$(ms "$out/spec-$i.cpu") - $(ms "$out/spec-$i.cpu1")" | bc -l)
+    printf '  CPU time of generation: plain %.0f ms, speculative %.0f ms, x%.2f\n' "$pc" "$sc" \
+      "$(echo "$pc / $sc" | bc -l)"
+    tot_plain_cpu=$(echo "${tot_plain_cpu:-0} + $pc" | bc -l); tot_spec_cpu=$(echo "${tot_spec_cpu:-0} + $sc" | bc -l)
+  fi
   tot_plain_n=$((tot_plain_n + pn)); tot_spec_n=$((tot_spec_n + sn))
   tot_plain_ms=$(echo "$tot_plain_ms + $pms" | bc -l); tot_spec_ms=$(echo "$tot_spec_ms + $sms" | bc -l)
 done
 printf 'all prompts: plain %.2f t/s, speculative %.2f t/s, speed-up x%.2f (issue bar: x1.50), outputs identical: %s\n' \
   "$(echo "$tot_plain_n * 1000 / $tot_plain_ms" | bc -l)" "$(echo "$tot_spec_n * 1000 / $tot_spec_ms" | bc -l)" \
   "$(echo "($tot_spec_n / $tot_spec_ms) / ($tot_plain_n / $tot_plain_ms)" | bc -l)" "$same"
+if [ -n "${CPU:-}" ]; then
+  printf 'all prompts by CPU time of generation: speed-up x%.2f\n' "$(echo "$tot_plain_cpu / $tot_spec_cpu" | bc -l)"
+fi
 echo "load average after: $(load)"
 [ "$same" = yes ]
