@@ -55,6 +55,10 @@ pub struct DraftArgs {
     /// the same either way; a shortlist makes each draft step much cheaper.
     #[arg(long = "draft-vocab", value_name = "N", default_value_t = spec::DEFAULT_DRAFT_VOCAB)]
     pub draft_vocab: usize,
+    /// Compute threads for the draft model [default: as many as -t]. Fewer can be faster on a
+    /// busy machine: the draft's steps are short, and waiting for a second thread costs more.
+    #[arg(long = "threads-draft", value_name = "N")]
+    pub threads_draft: Option<usize>,
 }
 
 /// Sampling flags shared by `chat` and `batch` (llama.cpp's names and defaults).
@@ -176,7 +180,7 @@ pub fn run(args: Args) -> Result<()> {
             adaptive: true,
             draft_vocab: args.draft.draft_vocab,
         },
-        n_threads: args.threads.unwrap_or(0),
+        n_threads: args.draft.threads_draft.or(args.threads).unwrap_or(0),
     });
     let target = spec::Target {
         model: &model,

@@ -139,6 +139,10 @@ pub struct Args {
     /// the same either way; a shortlist makes each draft step much cheaper.
     #[arg(long = "draft-vocab", value_name = "N", default_value_t = spec::DEFAULT_DRAFT_VOCAB)]
     pub draft_vocab: usize,
+    /// Compute threads for the draft model [default: as many as -t]. Fewer can be faster on a
+    /// busy machine: the draft's steps are short, and waiting for a second thread costs more.
+    #[arg(long = "threads-draft", value_name = "N")]
+    pub threads_draft: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -263,7 +267,7 @@ pub fn run(args: Args) -> Result<()> {
                     adaptive: true,
                     draft_vocab: args.draft_vocab,
                 },
-                n_threads: args.threads.unwrap_or(0),
+                n_threads: args.threads_draft.or(args.threads).unwrap_or(0),
             };
             let limit = usize::try_from(args.n_predict).ok();
             let o = spec::generate_with_draft::<anyhow::Error>(

@@ -75,7 +75,12 @@ pub fn load_draft<'g>(
     let opts = ModelOptions {
         n_threads: draft.n_threads,
     };
-    Ok(Model::load(gguf, &opts)?)
+    let mut model = Model::load(gguf, &opts)?;
+    // The draft's numbers need not equal anyone's (the target checks every token), so it takes
+    // the faster attention whatever `--flash-attn` says: ggml's flash form runs in AVX2, the
+    // unfused one's f16 dot products are scalar.
+    model.set_flash_attn(true);
+    Ok(model)
 }
 
 impl SpecStats {
