@@ -480,8 +480,8 @@ mod avx2 {
                 },
                 rule: BatchRule::Tiled,
                 tiles: [
-                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k, Batch)),
-                    None,
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k_tiled, x512::q6_k, Batch)),
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k, Single)),
                 ],
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
@@ -782,9 +782,9 @@ mod tests {
     /// batch order they stand for, over several super-blocks and extreme activations.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn k_quant_tiles_equal_the_batch_orders() {
+    fn k_quant_tiles_equal_their_orders() {
         type Portable = fn(usize, &[u8], &[u8]) -> f32;
-        let cases: [(GgmlType, usize, TileOrder, Portable); 3] = [
+        let cases: [(GgmlType, usize, TileOrder, Portable); 4] = [
             (
                 GgmlType::Q4_K,
                 0,
@@ -793,6 +793,7 @@ mod tests {
             ),
             (GgmlType::Q4_K, 1, TileOrder::Single, vec_dot_q4_k_repacked),
             (GgmlType::Q6_K, 0, TileOrder::Batch, vec_dot_q6_k_tiled),
+            (GgmlType::Q6_K, 1, TileOrder::Single, vec_dot_q6_k),
         ];
         for (ty, which, order, portable) in cases {
             k_quant_tile_equals(ty, which, order, portable);
