@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
-use super::{halves_f32, hsum_halves, sum_lanes16};
+use super::{halves_f32, hsum_halves, sum_lanes16, token_major};
 use crate::quant::as_blocks;
 use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_k::BlockQ8K;
@@ -23,7 +23,7 @@ pub const ROWS: usize = 2;
 /// Activation rows (tokens) per tile.
 pub const TOKS: usize = 8;
 
-/// Two weight rows (back to back in `w`) against eight Q8_K activation rows: `out[r * 8 + t]`,
+/// Two weight rows (back to back in `w`) against eight Q8_K activation rows: `out[t * 2 + r]`,
 /// each the bits of `ggml_order::vec_dot_q6_k_tiled` for that pair.
 ///
 /// # Safety
@@ -76,7 +76,7 @@ pub unsafe fn tile2x8_q6_k_tiled(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mu
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dx, isum), dy, acc);
     }
     // SAFETY: `out` holds 16 f32 (checked above).
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), token_major(acc)) };
 }
 
 /// One weight row's super-block as the tile uses it for every token.
@@ -150,7 +150,7 @@ impl Row {
     }
 }
 
-/// [`tile2x8_q6_k_tiled`]'s shape in the vec_dot's order: `out[r * 8 + t]`, each the bits of
+/// [`tile2x8_q6_k_tiled`]'s shape in the vec_dot's order: `out[t * 2 + r]`, each the bits of
 /// `ggml_order::vec_dot_q6_k` (and the AVX2 `vec_dot4_q6_k`) for that pair.
 ///
 /// # Safety
@@ -187,8 +187,8 @@ pub unsafe fn tile2x8_q6_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
     }
     for (t, acc) in acc.iter().enumerate() {
         let (lo, hi) = hsum_halves(*acc);
-        out[t] = lo;
-        out[TOKS + t] = hi;
+        out[t * ROWS] = lo;
+        out[t * ROWS + 1] = hi;
     }
 }
 
