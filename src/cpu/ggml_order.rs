@@ -199,7 +199,8 @@ pub const BATCH_MIN_ROWS: usize = 8;
 pub type Dot4Fn = fn(w: &[u8], a: &[u8]) -> [f32; 4];
 
 /// `rows` weight rows (back to back in `w`) against `toks` activation rows (`a`, with what the
-/// tile's `prep` made of each in `aux`), into `out[r * toks + t]`, each entry bit-identical to
+/// tile's `prep` made of each in `aux`), into `out[t * rows + r]` (each token's outputs side by
+/// side, as they lie in the product), each entry bit-identical to
 /// the single-row kernel: the prefill and batched-decode form, which loads each weight block
 /// once for several tokens.
 pub type TileFn = fn(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]);
@@ -362,7 +363,9 @@ mod avx2 {
                 // SAFETY: handed out only after `avx2_available()` and $check confirmed this
                 // CPU's features; the kernel checks its slice lengths itself.
                 let got = unsafe { $f(w, a) };
-                out.copy_from_slice(got.as_flattened());
+                for (t, out) in out.chunks_exact_mut(2).enumerate() {
+                    out.copy_from_slice(&[got[0][t], got[1][t]]);
+                }
             }
             Tile {
                 rows: 2,
@@ -480,8 +483,8 @@ mod avx2 {
                 },
                 rule: BatchRule::Tiled,
                 tiles: [
-                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k, Batch)),
-                    None,
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k_tiled, x512::q6_k, Batch)),
+                    wide.then(|| ktile!(x512::q6_k::tile2x8_q6_k, x512::q6_k, Single)),
                 ],
             }),
             GgmlType::Q4_K if n_rows.is_multiple_of(8) => Some(Orders {
@@ -677,7 +680,7 @@ mod tests {
                 (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &aux, &mut got);
                 for r in 0..tile.rows {
                     for t in 0..tile.toks {
-                        let (g, e) = (got[r * tile.toks + t], want(r, t));
+                        let (g, e) = (got[t * tile.rows + r], want(r, t));
                         assert_eq!(g.to_bits(), e.to_bits(), "{ty} {form} r{r} t{t}");
                     }
                 }
@@ -782,9 +785,9 @@ mod tests {
     /// batch order they stand for, over several super-blocks and extreme activations.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn k_quant_tiles_equal_the_batch_orders() {
+    fn k_quant_tiles_equal_their_orders() {
         type Portable = fn(usize, &[u8], &[u8]) -> f32;
-        let cases: [(GgmlType, usize, TileOrder, Portable); 3] = [
+        let cases: [(GgmlType, usize, TileOrder, Portable); 4] = [
             (
                 GgmlType::Q4_K,
                 0,
@@ -793,6 +796,7 @@ mod tests {
             ),
             (GgmlType::Q4_K, 1, TileOrder::Single, vec_dot_q4_k_repacked),
             (GgmlType::Q6_K, 0, TileOrder::Batch, vec_dot_q6_k_tiled),
+            (GgmlType::Q6_K, 1, TileOrder::Single, vec_dot_q6_k),
         ];
         for (ty, which, order, portable) in cases {
             k_quant_tile_equals(ty, which, order, portable);
@@ -842,7 +846,7 @@ mod tests {
             for r in 0..tile.rows {
                 for t in 0..tile.toks {
                     let want = portable(n, &w[r * rb..(r + 1) * rb], a[t]);
-                    let got = got[r * tile.toks + t];
+                    let got = got[t * tile.rows + r];
                     assert_eq!(got.to_bits(), want.to_bits(), "{ty} r{r} t{t}");
                 }
             }

@@ -232,6 +232,11 @@ pub fn matmul_rows(
             // mutably until `run` returns, after every task is done.
             unsafe { *out.at(t * m + r0 + j) = v };
         };
+        let put_run = |t: usize, j: usize, v: &[f32]| {
+            assert!(j + v.len() <= rows);
+            // SAFETY: as for `put`, for each of the elements j..j + v.len() of token t's row.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(t * m + r0 + j), v.len()) };
+        };
         // The rows the batch rule sends to the batch kernel come first, then the rest; each run
         // goes through the tiles of its order (widest first), then the row kernels.
         let n_batch = w.orders.batch_rows(n_rule);
@@ -256,10 +261,8 @@ pub fn matmul_rows(
                     let mut j = 0;
                     while j + tr <= rows {
                         (tile.run)(w.rows(r0 + j, tr), a, x, got);
-                        for (r, row) in got.chunks_exact(tt).enumerate() {
-                            for (i, &v) in row.iter().enumerate() {
-                                put(t + i, j + r, v);
-                            }
+                        for (i, got) in got.chunks_exact(tr).enumerate() {
+                            put_run(t + i, j, got);
                         }
                         j += tr;
                     }

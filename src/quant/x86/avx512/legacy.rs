@@ -108,7 +108,7 @@ pub unsafe fn prep_q8_0(a: &[u8], aux: &mut [u8]) {
 }
 
 /// Q5_0 · Q8_0, four weight rows (back to back in `w`) against eight activation rows `a` (with
-/// their [`prep_q5_0`] in `aux`): `out[r * 8 + t]`, each the bits of `legacy::vec_dot_q5_0` for
+/// their [`prep_q5_0`] in `aux`): `out[t * 4 + r]`, each the bits of `legacy::vec_dot_q5_0` for
 /// that pair.
 ///
 /// # Safety
@@ -216,8 +216,8 @@ fn tile4x8<W: TileBlock>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) 
     for p in 0..2 {
         for t in 0..TOKS {
             let (lo, hi) = hsum_halves(acc[p][t]);
-            out[2 * p * TOKS + t] = lo;
-            out[(2 * p + 1) * TOKS + t] = hi;
+            out[t * ROWS + 2 * p] = lo;
+            out[t * ROWS + 2 * p + 1] = hi;
         }
     }
 }

@@ -31,6 +31,15 @@ fn halves_f32(lo: [u8; 2], hi: [u8; 2]) -> __m512 {
     _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
 }
 
+/// A 2x8 tile's lanes (`8r + t`) in the tiles' output order (`2t + r`): each token's rows
+/// side by side, as the product's output rows lie.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn token_major(v: __m512) -> __m512 {
+    let idx = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    _mm512_permutexvar_ps(idx, v)
+}
+
 /// ggml's eight-lane horizontal sum of each 256-bit half: two (row, token) chains that shared a
 /// register.
 #[inline]

@@ -14,7 +14,7 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
-use super::{halves_f32, sum_lanes16};
+use super::{halves_f32, sum_lanes16, token_major};
 use crate::quant::as_blocks;
 use crate::quant::q4_k::BlockQ4K;
 use crate::quant::q8_k::BlockQ8K;
@@ -24,7 +24,7 @@ pub const ROWS: usize = 2;
 /// Activation rows (tokens) per tile.
 pub const TOKS: usize = 8;
 
-/// Two weight rows (back to back in `w`) against eight Q8_K activation rows: `out[r * 8 + t]`,
+/// Two weight rows (back to back in `w`) against eight Q8_K activation rows: `out[t * 2 + r]`,
 /// each the bits of `ggml_order::vec_dot_q4_k_repacked_gemm` for that pair.
 ///
 /// # Safety
@@ -139,7 +139,7 @@ fn tile2x8<const GEMM: bool>(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
         }
     }
     // SAFETY: `out` holds 16 f32 (checked above).
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, accm)) };
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), token_major(_mm512_sub_ps(acc, accm))) };
 }
 
 /// Chunk `k` of a row: its 64 nibbles as bytes (low nibbles, then high), and the matching
