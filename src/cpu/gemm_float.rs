@@ -217,8 +217,46 @@ fn matmul_with(
     if n_tok == 0 || m == 0 {
         return;
     }
-    let xa: Vec<f32> = x.iter().map(|&v| w.ty.round(v)).collect();
-    let pairs = (kern == Kernels::Avx512 && n_tok > 1).then(|| pack_pairs(&xa, n_tok, k));
+    // Rounded once per product, a token per task, into buffers kept for the next product: a
+    // prompt's activations are megabytes, and fresh ones cost a page fault per 4 KiB.
+    SCRATCH.with_borrow_mut(|(xa_buf, xp_buf)| {
+        let xa: &[f32] = if w.ty == Float::F32 {
+            x
+        } else {
+            xa_buf.clear();
+            xa_buf.resize(x.len(), 0.0);
+            pool.for_each_chunk(xa_buf, k, &|t, row| {
+                row.copy_from_slice(&x[t * k..(t + 1) * k]);
+                round_row(w.ty, row);
+            });
+            xa_buf
+        };
+        let pairs = (kern == Kernels::Avx512 && n_tok > 1).then(|| {
+            pack_pairs(xa, n_tok, k, xp_buf);
+            &xp_buf[..]
+        });
+        run_rows(pool, w, xa, pairs, n_tok, y, kern);
+    });
+}
+
+thread_local! {
+    /// The rounded and the pair-packed activations of the last product on this thread.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// The product's rows split over the pool.
+fn run_rows(
+    pool: &Pool,
+    w: &FloatMatrix,
+    xa: &[f32],
+    pairs: Option<&[f32]>,
+    n_tok: usize,
+    y: &mut [f32],
+    kern: Kernels,
+) {
+    let m = w.n_rows;
     // About four tasks per worker balance the load without paying for thousands of tasks on
     // the 262k-row output matrix; rounded to whole register blocks.
     let per_task = m
@@ -235,12 +273,34 @@ fn matmul_with(
             // mutably until `run` returns, after every task is done.
             unsafe { *out.at(t * m + r) = v };
         };
-        match &pairs {
-            _ if n_tok == 1 => rows_single(w, &xa, rows, kern, &put),
-            Some(xp) => rows_pairs(w, &xa, xp, n_tok, rows, &put),
-            None => rows_batch(w, &xa, n_tok, rows, kern, &put),
+        let put_run = |t: usize, r: usize, v: &[f32; TILE_ROWS]| {
+            assert!(
+                t < n_tok && r + TILE_ROWS <= rows.end,
+                "a run inside this task's rows"
+            );
+            // SAFETY: as for `put`, for each element of the run (one unaligned store).
+            unsafe { std::ptr::write_unaligned(out.at(t * m + r).cast::<[f32; TILE_ROWS]>(), *v) };
+        };
+        match pairs {
+            _ if n_tok == 1 => rows_single(w, xa, rows, kern, &put),
+            Some(xp) => rows_pairs(w, xa, xp, n_tok, rows.clone(), &put, &put_run),
+            None => rows_batch(w, xa, n_tok, rows, kern, &put),
         }
     });
+}
+
+/// `row` rounded to `ty` and widened back, as ggml's `vec_dot` sees it.
+fn round_row(ty: Float, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if ty == Float::F16 && crate::quant::x86::avx2_available() {
+        // SAFETY: just checked.
+        return unsafe {
+            crate::quant::x86::avx2::f16_rows::round_through_f16(row, |v| Float::F16.round(v))
+        };
+    }
+    for v in row.iter_mut() {
+        *v = ty.round(*v);
+    }
 }
 
 /// Weight rows in the matrix's own bytes (each `k` elements of `ty`, `row_bytes` apart).
@@ -431,10 +491,11 @@ fn rows_batch(
 /// The activations as the AVX-512 form reads them: token pair `p` is `2 * k8` floats, eight
 /// elements of token `2p` then the same eight of token `2p + 1` (zeros past the last token), so
 /// that one 16-lane load feeds both tokens' eight ggml lanes.
-fn pack_pairs(x: &[f32], n_tok: usize, k: usize) -> Vec<f32> {
+fn pack_pairs(x: &[f32], n_tok: usize, k: usize, xp: &mut Vec<f32>) {
     let k8 = k - k % 8;
     let n_pairs = n_tok.div_ceil(2);
-    let mut xp = vec![0.0f32; n_pairs * 2 * k8];
+    xp.clear();
+    xp.resize(n_pairs * 2 * k8, 0.0);
     for (p, dst) in xp.chunks_exact_mut(2 * k8.max(1)).enumerate() {
         for h in 0..2 {
             let t = 2 * p + h;
@@ -447,7 +508,6 @@ fn pack_pairs(x: &[f32], n_tok: usize, k: usize) -> Vec<f32> {
             }
         }
     }
-    xp
 }
 
 /// Several tokens, AVX-512 form: each block of `TILE_ROWS` rows meets the token pairs
@@ -459,6 +519,7 @@ fn rows_pairs(
     n_tok: usize,
     rows: std::ops::Range<usize>,
     put: &impl Fn(usize, usize, f32),
+    put_run: &impl Fn(usize, usize, &[f32; TILE_ROWS]),
 ) {
     let (all, k) = (all_rows(w), w.n_cols);
     let k8 = k - k % 8;
@@ -484,7 +545,19 @@ fn rows_pairs(
                     }
                 }
             };
-            if nr == TILE_ROWS {
+            if nr == TILE_ROWS && k8 == k {
+                // No tails: each token's rows go out as one run.
+                let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
+                pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
+                for pp in 0..np {
+                    for h in 0..2 {
+                        let t = 2 * (p + pp) + h;
+                        if t < n_tok {
+                            put_run(t, r, &std::array::from_fn(|i| out[i][pp][h]));
+                        }
+                    }
+                }
+            } else if nr == TILE_ROWS {
                 let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
                 pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
                 for (i, o) in out.iter().enumerate() {
@@ -761,6 +834,40 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::cpu::test_values as values;
+
+    /// The vector rounding through f16 gives the scalar conversion's bits for every kind of
+    /// value: halfway cases, subnormals, overflow to infinity, infinities and NaNs (ggml's rule).
+    #[test]
+    fn activation_rounding_matches_the_scalar_conversion() {
+        let mut vals: Vec<f32> = (0..4096u32)
+            .map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)))
+            .collect();
+        vals.extend([
+            1.0 + f32::EPSILON * 1024.0, // halfway between two f16
+            65504.0,
+            65520.0,
+            -65520.0,
+            1e-8,
+            -6.0e-8,
+            2.98e-8,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(0x7fc0_1234),
+            f32::from_bits(0xffa0_0001),
+            0.0,
+            -0.0,
+        ]);
+        let want: Vec<u32> = vals
+            .iter()
+            .map(|&v| Float::F16.round(v).to_bits())
+            .collect();
+        for start in 0..3 {
+            let mut got = vals[start..].to_vec();
+            round_row(Float::F16, &mut got);
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want[start..]);
+        }
+    }
 
     fn encode(ty: GgmlType, v: &[f32]) -> Vec<u8> {
         match ty {

@@ -234,8 +234,16 @@ pub fn matmul_rows(
         };
         let put_run = |t: usize, j: usize, v: &[f32]| {
             assert!(j + v.len() <= rows);
+            let at = out.at(t * m + r0 + j);
             // SAFETY: as for `put`, for each of the elements j..j + v.len() of token t's row.
-            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(t * m + r0 + j), v.len()) };
+            // The tiles' widths get one store each (a copy of a run-time length is a call).
+            unsafe {
+                match *v {
+                    [a, b, c, d] => std::ptr::write_unaligned(at.cast::<[f32; 4]>(), [a, b, c, d]),
+                    [a, b] => std::ptr::write_unaligned(at.cast::<[f32; 2]>(), [a, b]),
+                    _ => std::ptr::copy_nonoverlapping(v.as_ptr(), at, v.len()),
+                }
+            }
         };
         // The rows the batch rule sends to the batch kernel come first, then the rest; each run
         // goes through the tiles of its order (widest first), then the row kernels.

@@ -97,3 +97,30 @@ pub unsafe fn scale_round(acc: &mut [f32], s: f32) {
 fn round8(x: __m256) -> __m256 {
     _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
 }
+
+/// Each value rounded to f16 and widened back (ggml's `GGML_FP32_TO_FP16` then
+/// `GGML_FP16_TO_FP32`), eight at a time by F16C, whose round-to-nearest-even is the scalar
+/// conversion's; a group holding a NaN goes through `round_one`, which keeps ggml's NaN rule.
+///
+/// # Safety
+/// See the module header.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn round_through_f16(xs: &mut [f32], round_one: fn(f32) -> f32) {
+    let mut groups = xs.chunks_exact_mut(8);
+    for g in &mut groups {
+        // SAFETY: `g` holds eight f32.
+        let v = unsafe { _mm256_loadu_ps(g.as_ptr()) };
+        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)) != 0 {
+            for x in g.iter_mut() {
+                *x = round_one(*x);
+            }
+            continue;
+        }
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(g.as_mut_ptr(), _mm256_cvtph_ps(h)) };
+    }
+    for x in groups.into_remainder() {
+        *x = round_one(*x);
+    }
+}
