@@ -549,13 +549,9 @@ fn rows_pairs(
                 // No tails: each token's rows go out as one run.
                 let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
                 pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
-                for pp in 0..np {
-                    for h in 0..2 {
-                        let t = 2 * (p + pp) + h;
-                        if t < n_tok {
-                            put_run(t, r, &std::array::from_fn(|i| out[i][pp][h]));
-                        }
-                    }
+                for t in 2 * p..(2 * (p + np)).min(n_tok) {
+                    let (pp, h) = (t / 2 - p, t % 2);
+                    put_run(t, r, &std::array::from_fn(|i| out[i][pp][h]));
                 }
             } else if nr == TILE_ROWS {
                 let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
