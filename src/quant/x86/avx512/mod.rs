@@ -10,6 +10,8 @@ pub mod q6_k;
 use std::arch::x86_64::*;
 
 use super::avx2::hsum_ps;
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::{as_blocks, Block};
 
 /// Whether this CPU runs the kernels here (besides AVX2, FMA and F16C).
 pub fn available() -> bool {
@@ -29,6 +31,30 @@ fn halves_f32(lo: [u8; 2], hi: [u8; 2]) -> __m512 {
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128(pair as i32));
     let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(v))
+}
+
+/// A k-quant tile's operands: `rows` weight rows of `W` back to back in `w`, and the eight Q8_K
+/// activation rows `a` as blocks, all of one length `nb` (checked), for `out` of `rows * 8`.
+fn k_tile_blocks<'a, W: Block>(
+    w: &'a [u8],
+    a: &[&'a [u8]],
+    rows: usize,
+    out: &[f32],
+) -> (&'a [W], [&'a [BlockQ8K]; 8], usize) {
+    assert_eq!(a.len(), 8, "eight activation rows per tile");
+    assert_eq!(out.len(), rows * 8, "the tile's outputs");
+    let mut ys = [&[][..]; 8];
+    for (y, a) in ys.iter_mut().zip(a) {
+        *y = as_blocks::<BlockQ8K>(a);
+    }
+    let nb = ys[0].len();
+    assert!(
+        ys.iter().all(|y| y.len() == nb),
+        "activation rows of one length"
+    );
+    let xs = as_blocks::<W>(w);
+    assert_eq!(xs.len(), rows * nb, "the tile's weight rows");
+    (xs, ys, nb)
 }
 
 /// A 2x8 tile's lanes (`8r + t`) in the tiles' output order (`2t + r`): each token's rows

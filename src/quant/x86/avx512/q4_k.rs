@@ -14,10 +14,8 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
-use super::{halves_f32, sum_lanes16, token_major};
-use crate::quant::as_blocks;
+use super::{halves_f32, k_tile_blocks, sum_lanes16, token_major};
 use crate::quant::q4_k::BlockQ4K;
-use crate::quant::q8_k::BlockQ8K;
 
 /// Weight rows per tile.
 pub const ROWS: usize = 2;
@@ -47,19 +45,7 @@ pub unsafe fn tile2x8_q4_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn tile2x8<const GEMM: bool>(w: &[u8], a: &[&[u8]], out: &mut [f32]) {
-    assert_eq!(a.len(), TOKS, "eight activation rows per tile");
-    assert_eq!(out.len(), ROWS * TOKS, "a 2x8 tile's outputs");
-    let mut ys = [&[][..]; TOKS];
-    for t in 0..TOKS {
-        ys[t] = as_blocks::<BlockQ8K>(a[t]);
-    }
-    let nb = ys[0].len();
-    assert!(
-        ys.iter().all(|y| y.len() == nb),
-        "activation rows of one length"
-    );
-    let xs = as_blocks::<BlockQ4K>(w);
-    assert_eq!(xs.len(), ROWS * nb, "two weight rows per tile");
+    let (xs, ys, nb) = k_tile_blocks::<BlockQ4K>(w, a, ROWS, out);
     let mut acc = _mm512_setzero_ps();
     let mut accm = _mm512_setzero_ps();
     // Lane i = 8r + t reads element 4t + k of the tokens' (or 4r + k of the rows') packed

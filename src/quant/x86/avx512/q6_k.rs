@@ -13,8 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::super::avx2::rows4::prefetch_ahead;
-use super::{halves_f32, hsum_halves, sum_lanes16, token_major};
-use crate::quant::as_blocks;
+use super::{halves_f32, hsum_halves, k_tile_blocks, sum_lanes16, token_major};
 use crate::quant::q6_k::BlockQ6K;
 use crate::quant::q8_k::BlockQ8K;
 
@@ -30,19 +29,7 @@ pub const TOKS: usize = 8;
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn tile2x8_q6_k_tiled(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
-    assert_eq!(a.len(), TOKS, "eight activation rows per tile");
-    assert_eq!(out.len(), ROWS * TOKS, "a 2x8 tile's outputs");
-    let mut ys = [&[][..]; TOKS];
-    for (y, a) in ys.iter_mut().zip(a) {
-        *y = as_blocks::<BlockQ8K>(a);
-    }
-    let nb = ys[0].len();
-    assert!(
-        ys.iter().all(|y| y.len() == nb),
-        "activation rows of one length"
-    );
-    let xs = as_blocks::<BlockQ6K>(w);
-    assert_eq!(xs.len(), ROWS * nb, "two weight rows per tile");
+    let (xs, ys, nb) = k_tile_blocks::<BlockQ6K>(w, a, ROWS, out);
     let mut acc = _mm512_setzero_ps();
     for b in 0..nb {
         let x = [&xs[b], &xs[nb + b]];
@@ -157,19 +144,7 @@ impl Row {
 /// See the module header.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn tile2x8_q6_k(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
-    assert_eq!(a.len(), TOKS, "eight activation rows per tile");
-    assert_eq!(out.len(), ROWS * TOKS, "a 2x8 tile's outputs");
-    let mut ys = [&[][..]; TOKS];
-    for (y, a) in ys.iter_mut().zip(a) {
-        *y = as_blocks::<BlockQ8K>(a);
-    }
-    let nb = ys[0].len();
-    assert!(
-        ys.iter().all(|y| y.len() == nb),
-        "activation rows of one length"
-    );
-    let xs = as_blocks::<BlockQ6K>(w);
-    assert_eq!(xs.len(), ROWS * nb, "two weight rows per tile");
+    let (xs, ys, nb) = k_tile_blocks::<BlockQ6K>(w, a, ROWS, out);
     let mut acc = [_mm512_setzero_ps(); TOKS];
     for b in 0..nb {
         let x = [&xs[b], &xs[nb + b]];
