@@ -179,6 +179,27 @@ impl<'g> Batch<'g> {
 
     /// One dispatch of `groups` workgroups of `kernel`, with `params` at binding 0 and `buffers`
     /// at bindings 1.. in order.
+    /// `rows` query rows through `key`, at most `per` per dispatch (what the scratch holds),
+    /// each dispatch told its first row through `set_row0`.
+    fn dispatch_rows<P: Pod>(
+        &mut self,
+        key: PipelineKey,
+        params: &mut P,
+        set_row0: fn(&mut P, u32),
+        buffers: &[&wgpu::Buffer],
+        rows: usize,
+        per: usize,
+    ) -> Result<(), GpuError> {
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = per.min(rows - row0);
+            set_row0(params, u32_of("rows", row0)?);
+            self.dispatch(key, params, buffers, n)?;
+            row0 += n;
+        }
+        Ok(())
+    }
+
     fn dispatch<P: Pod>(
         &mut self,
         key: PipelineKey,
@@ -575,26 +596,22 @@ impl<'g> Batch<'g> {
             n_cells: u32_of("attention cells", n_kv)?,
             _pad: [0; 3],
         };
-        let mut row0 = 0;
-        while row0 < rows {
-            let n = per.min(rows - row0);
-            u.row0 = u32_of("rows", row0)?;
-            self.dispatch(
-                plain(Kernel::Attention),
-                &u,
-                &[
-                    &q.buf,
-                    &kv.keys.buf,
-                    &kv.values.buf,
-                    &out.buf,
-                    &scores.buf,
-                    &kv.pos.buf,
-                ],
-                n,
-            )?;
-            row0 += n;
-        }
-        Ok(())
+        let buffers = [
+            &q.buf,
+            &kv.keys.buf,
+            &kv.values.buf,
+            &out.buf,
+            &scores.buf,
+            &kv.pos.buf,
+        ];
+        self.dispatch_rows(
+            plain(Kernel::Attention),
+            &mut u,
+            |u, r| u.row0 = r,
+            &buffers,
+            rows,
+            per,
+        )
     }
 
     /// Attention as `crate::cpu::flash_attn::flash_attention` computes it with `n_threads` CPU
@@ -663,26 +680,22 @@ impl<'g> Batch<'g> {
             chunk: u32_of("attention chunk", n_kv.div_ceil(n_chunks))?,
             n_chunks: n_chunks as u32,
         };
-        let mut row0 = 0;
-        while row0 < rows {
-            let n = per.min(rows - row0);
-            u.row0 = u32_of("rows", row0)?;
-            self.dispatch(
-                plain(Kernel::FlashAttn),
-                &u,
-                &[
-                    &q.buf,
-                    &kv.keys.buf,
-                    &kv.values.buf,
-                    &out.buf,
-                    &scores.buf,
-                    &kv.pos.buf,
-                ],
-                n,
-            )?;
-            row0 += n;
-        }
-        Ok(())
+        let buffers = [
+            &q.buf,
+            &kv.keys.buf,
+            &kv.values.buf,
+            &out.buf,
+            &scores.buf,
+            &kv.pos.buf,
+        ];
+        self.dispatch_rows(
+            plain(Kernel::FlashAttn),
+            &mut u,
+            |u, r| u.row0 = r,
+            &buffers,
+            rows,
+            per,
+        )
     }
 
     /// `out = act(gate) * up` over `n` elements.
