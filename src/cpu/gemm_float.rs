@@ -13,10 +13,13 @@
 //! Why it is fast: the weights are the only large operand. A single token (decoding) streams the
 //! rows straight from the mmap, `DECODE_ROWS` at a time, prefetching ahead. A batch reads each
 //! block of `TILE_ROWS` weight rows from memory once and passes every token over it while it is
-//! in L1, with the block's outputs in registers: `TILE_TOKENS` tokens per pass with AVX2, and
-//! `TILE_PAIRS` pairs of tokens with AVX-512, where one 16-lane register carries two tokens'
-//! eight lanes (same lanes, same fused multiply-adds, half the instructions). Verifying a few
-//! drafted tokens then costs little more than one decode step.
+//! in L1, with the block's outputs in registers: `TILE_TOKENS` tokens per pass with AVX2. The
+//! AVX-512 form widens each block of `TILE_ROWS` rows to f32 once, two rows interleaved so that
+//! one 16-lane register carries two rows' eight lanes, then passes `WIDE_TOKENS` tokens at a
+//! time over it with nothing but fused multiply-adds (same lanes, same order, half the
+//! instructions); the tokens go in chunks of `CHUNK_BYTES` of activations, so a prompt's
+//! activations are read from L2, not L3, by every block. Verifying a few drafted tokens costs
+//! little more than one decode step.
 //!
 //! The kernel families are picked at run time (AVX-512F, else AVX2+FMA+F16C, else portable);
 //! all compute the same numbers (same lanes, fused multiply-adds, same final sum). Nothing here
@@ -144,10 +147,16 @@ impl<'a> FloatMatrix<'a> {
 const TILE_ROWS: usize = 4;
 /// Tokens per register block in the AVX2 and portable forms.
 const TILE_TOKENS: usize = 3;
-/// Token pairs per register block in the AVX-512 form: 4 rows x 6 pairs = 24 zmm accumulators
-/// (each holds two tokens' eight lanes), 6 activation vectors and a weight vector, of 32. A
-/// verification of up to 12 tokens is then one pass, which converts each weight once.
-const TILE_PAIRS: usize = 6;
+/// Tokens per register block in the AVX-512 form: 2 row pairs x 12 tokens = 24 zmm
+/// accumulators (each holds two rows' eight lanes for one token), 2 weight vectors and the
+/// broadcast activation vector, of 32, so nothing spills. A verification of up to 12 tokens is
+/// one pass.
+const WIDE_TOKENS: usize = 12;
+/// Activation bytes per token chunk in the AVX-512 form: inside a core's L2 beside the task's
+/// weights, so every block of the task's rows reads the chunk from there. (One chunk of all
+/// the tokens sent each block through L3 for the 2048-wide FFN input, at 40% of the speed;
+/// 384 KiB to 1 MiB measured the same.)
+const CHUNK_BYTES: usize = 512 * 1024;
 /// Weight rows per register block for a single token: 8 independent FMA chains hide the FMA
 /// latency while the rows stream from memory.
 const DECODE_ROWS: usize = 8;
@@ -160,9 +169,9 @@ enum Kernels {
     Portable,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX-512F besides the AVX2 set: a batch puts two tokens in each 16-lane register, which
-    /// halves the multiply-add instructions of a verification batch (one token still takes the
-    /// AVX2 form: it waits on memory, not arithmetic).
+    /// AVX-512F besides the AVX2 set: a batch puts two rows in each 16-lane register, which
+    /// halves the multiply-add instructions (one token still takes the AVX2 form: it waits on
+    /// memory, not arithmetic).
     Avx512,
 }
 
@@ -219,31 +228,34 @@ fn matmul_with(
     }
     // Rounded once per product, a token per task, into buffers kept for the next product: a
     // prompt's activations are megabytes, and fresh ones cost a page fault per 4 KiB.
-    SCRATCH.with_borrow_mut(|(xa_buf, xp_buf)| {
+    SCRATCH.with_borrow_mut(|(xa_buf, xg_buf)| {
         let xa: &[f32] = if w.ty == Float::F32 {
             x
         } else {
-            xa_buf.clear();
-            xa_buf.resize(x.len(), 0.0);
-            pool.for_each_chunk(xa_buf, k, &|t, row| {
+            // Every element is written below, so the buffer is not cleared first.
+            let xa = aligned(xa_buf, x.len());
+            pool.for_each_chunk(xa, k, &|t, row| {
                 row.copy_from_slice(&x[t * k..(t + 1) * k]);
                 round_row(w.ty, row);
             });
-            xa_buf
+            xa
         };
-        let pairs = (kern == Kernels::Avx512 && n_tok > 1).then(|| {
-            pack_pairs(xa, n_tok, k, xp_buf);
-            &xp_buf[..]
+        let groups = (kern == Kernels::Avx512 && n_tok > 1 && k >= 8).then(|| {
+            let xg = aligned(xg_buf, n_tok * (k - k % 8));
+            pack_groups(pool, xa, n_tok, k, xg);
+            &*xg
         });
-        run_rows(pool, w, xa, pairs, n_tok, y, kern);
+        run_rows(pool, w, xa, groups, n_tok, y, kern);
     });
 }
 
 thread_local! {
-    /// The rounded and the pair-packed activations of the last product on this thread.
+    /// The rounded and the grouped activations of the last product on this thread.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
         std::cell::RefCell::new((Vec::new(), Vec::new()))
     };
+    /// A task's block of weight rows widened for the AVX-512 form (`x86::widen_rows`).
+    static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The product's rows split over the pool.
@@ -251,7 +263,7 @@ fn run_rows(
     pool: &Pool,
     w: &FloatMatrix,
     xa: &[f32],
-    pairs: Option<&[f32]>,
+    groups: Option<&[f32]>,
     n_tok: usize,
     y: &mut [f32],
     kern: Kernels,
@@ -281,12 +293,61 @@ fn run_rows(
             // SAFETY: as for `put`, for each element of the run (one unaligned store).
             unsafe { std::ptr::write_unaligned(out.at(t * m + r).cast::<[f32; TILE_ROWS]>(), *v) };
         };
-        match pairs {
+        match groups {
             _ if n_tok == 1 => rows_single(w, xa, rows, kern, &put),
-            Some(xp) => rows_pairs(w, xa, xp, n_tok, rows.clone(), &put, &put_run),
+            Some(xg) => rows_wide(w, xa, xg, n_tok, rows.clone(), &put, &put_run),
             None => rows_batch(w, xa, n_tok, rows, kern, &put),
         }
     });
+}
+
+/// The first `n` floats of `buf` from a 64-byte boundary (so the kernels' loads split no cache
+/// line), grown as needed; the contents are whatever the last product left.
+fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n + 16 {
+        buf.resize(n + 16, 0.0);
+    }
+    let off = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[off..off + n]
+}
+
+/// Token group sizes of the AVX-512 form from the first token of a group on, `left` tokens
+/// remaining: twelves, then the rest as 8, 4, 2 and 1.
+fn wide_group_len(left: usize) -> usize {
+    match left {
+        WIDE_TOKENS.. => WIDE_TOKENS,
+        8.. => 8,
+        4.. => 4,
+        2.. => 2,
+        _ => 1,
+    }
+}
+
+/// The activations as [`x86::block_wide`] reads them: the first `k8` elements of the tokens,
+/// in groups (`wide_group_len`); a group of `T` tokens from token `s` takes the `T * k8` floats
+/// from `xg[s * k8]`, ordered by step of eight elements, then token: one pointer and fixed
+/// offsets for the kernel, and one prefetch stream.
+fn pack_groups(pool: &Pool, x: &[f32], n_tok: usize, k: usize, xg: &mut [f32]) {
+    let k8 = k - k % 8;
+    assert!(k8 > 0 && xg.len() == n_tok * k8, "grouped activations");
+    let n_full = n_tok - n_tok % WIDE_TOKENS;
+    pool.for_each_chunk(&mut xg[..n_full * k8], WIDE_TOKENS * k8, &|g, dst| {
+        pack_group(&x[g * WIDE_TOKENS * k..], k, WIDE_TOKENS, dst);
+    });
+    let mut s = n_full;
+    while s < n_tok {
+        let t = wide_group_len(n_tok - s);
+        pack_group(&x[s * k..], k, t, &mut xg[s * k8..(s + t) * k8]);
+        s += t;
+    }
+}
+
+fn pack_group(x: &[f32], k: usize, t: usize, dst: &mut [f32]) {
+    for (c, step) in dst.chunks_exact_mut(8 * t).enumerate() {
+        for (i, d) in step.chunks_exact_mut(8).enumerate() {
+            d.copy_from_slice(&x[i * k + 8 * c..i * k + 8 * c + 8]);
+        }
+    }
 }
 
 /// `row` rounded to `ty` and widened back, as ggml's `vec_dot` sees it.
@@ -457,20 +518,35 @@ fn rows_batch(
     put: &impl Fn(usize, usize, f32),
 ) {
     let (all, k) = (all_rows(w), w.n_cols);
+    block_rows(all.from(rows.start), k, &x[..n_tok * k], rows, 0, kern, put);
+}
+
+/// [`rows_batch`]'s loop for the matrix rows `rows` (`src` starts at the first of them) and the
+/// tokens `xs` (rows of `k`), the first of which is token `t0`.
+fn block_rows(
+    src: Rows,
+    k: usize,
+    xs: &[f32],
+    rows: std::ops::Range<usize>,
+    t0: usize,
+    kern: Kernels,
+    put: &impl Fn(usize, usize, f32),
+) {
+    let n_tok = xs.len() / k;
     let mut r = rows.start;
     while r < rows.end {
         let nr = TILE_ROWS.min(rows.end - r);
-        let src = all.from(r);
+        let src = src.from(r - rows.start);
         let mut t = 0;
         while t < n_tok {
             let nt = TILE_TOKENS.min(n_tok - t);
-            let xs = &x[t * k..(t + nt) * k];
+            let xs = &xs[t * k..(t + nt) * k];
             if nr == TILE_ROWS {
                 let mut out = [[0.0f32; TILE_TOKENS]; TILE_ROWS];
                 group::<TILE_ROWS>(src, k, xs, nt, kern, &mut out);
                 for (i, o) in out.iter().enumerate() {
                     for (j, &v) in o[..nt].iter().enumerate() {
-                        put(t + j, r + i, v);
+                        put(t0 + t + j, r + i, v);
                     }
                 }
             } else {
@@ -478,7 +554,7 @@ fn rows_batch(
                     let mut out = [[0.0f32; TILE_TOKENS]; 1];
                     group::<1>(src.from(i), k, xs, nt, kern, &mut out);
                     for (j, &v) in out[0][..nt].iter().enumerate() {
-                        put(t + j, r + i, v);
+                        put(t0 + t + j, r + i, v);
                     }
                 }
             }
@@ -488,34 +564,12 @@ fn rows_batch(
     }
 }
 
-/// The activations as the AVX-512 form reads them: token pair `p` is `2 * k8` floats, eight
-/// elements of token `2p` then the same eight of token `2p + 1` (zeros past the last token), so
-/// that one 16-lane load feeds both tokens' eight ggml lanes.
-fn pack_pairs(x: &[f32], n_tok: usize, k: usize, xp: &mut Vec<f32>) {
-    let k8 = k - k % 8;
-    let n_pairs = n_tok.div_ceil(2);
-    xp.clear();
-    xp.resize(n_pairs * 2 * k8, 0.0);
-    for (p, dst) in xp.chunks_exact_mut(2 * k8.max(1)).enumerate() {
-        for h in 0..2 {
-            let t = 2 * p + h;
-            if t >= n_tok {
-                break;
-            }
-            let src = &x[t * k..t * k + k8];
-            for (c, s) in src.chunks_exact(8).enumerate() {
-                dst[16 * c + 8 * h..16 * c + 8 * h + 8].copy_from_slice(s);
-            }
-        }
-    }
-}
-
-/// Several tokens, AVX-512 form: each block of `TILE_ROWS` rows meets the token pairs
-/// `TILE_PAIRS` at a time; `xp` is `x` packed by [`pack_pairs`].
-fn rows_pairs(
+/// Several tokens, AVX-512 form: the tokens in chunks of `CHUNK_BYTES`; in each, every block of
+/// `TILE_ROWS` rows is widened once and meets the chunk's tokens `WIDE_TOKENS` at a time.
+fn rows_wide(
     w: &FloatMatrix,
     x: &[f32],
-    xp: &[f32],
+    xg: &[f32],
     n_tok: usize,
     rows: std::ops::Range<usize>,
     put: &impl Fn(usize, usize, f32),
@@ -523,104 +577,121 @@ fn rows_pairs(
 ) {
     let (all, k) = (all_rows(w), w.n_cols);
     let k8 = k - k % 8;
-    let n_pairs = n_tok.div_ceil(2);
-    let mut r = rows.start;
-    while r < rows.end {
-        let nr = TILE_ROWS.min(rows.end - r);
-        let src = all.from(r);
-        let mut p = 0;
-        while p < n_pairs {
-            let np = TILE_PAIRS.min(n_pairs - p);
-            let xs = &xp[p * 2 * k8..(p + np) * 2 * k8];
-            let emit = |i: usize, o: &[[f32; 2]; TILE_PAIRS]| {
-                for (pp, pair) in o[..np].iter().enumerate() {
-                    for (h, &v) in pair.iter().enumerate() {
-                        let t = 2 * (p + pp) + h;
-                        if t < n_tok && k8 < k {
-                            let xt = &x[t * k..(t + 1) * k];
-                            put(t, r + i, v + tail(|j| src.load(i, j), xt, k8, k));
-                        } else if t < n_tok {
-                            put(t, r + i, v);
+    let chunk = (CHUNK_BYTES / (4 * k)).max(1).next_multiple_of(WIDE_TOKENS);
+    WIDE.with_borrow_mut(|wide| {
+        let wide = aligned(wide, TILE_ROWS * k8);
+        let mut t0 = 0;
+        while t0 < n_tok {
+            let t1 = (t0 + chunk).min(n_tok);
+            let mut r = rows.start;
+            while r < rows.end {
+                let nr = TILE_ROWS.min(rows.end - r);
+                let src = all.from(r);
+                if nr < TILE_ROWS {
+                    // The task's last rows (only where the row count is not a multiple of 4):
+                    // the AVX2 blocks, which give the same bits.
+                    block_rows(
+                        src,
+                        k,
+                        &x[t0 * k..t1 * k],
+                        r..r + nr,
+                        t0,
+                        Kernels::Avx2,
+                        put,
+                    );
+                    break;
+                }
+                widen(src, k8, wide);
+                let mut t = t0;
+                while t < t1 {
+                    let mut out = [[0.0f32; WIDE_TOKENS]; TILE_ROWS];
+                    let nt = wide_group(wide, k8, &xg[t * k8..t1 * k8], &mut out);
+                    for j in 0..nt {
+                        let mut v: [f32; TILE_ROWS] = std::array::from_fn(|i| out[i][j]);
+                        if k8 < k {
+                            let xt = &x[(t + j) * k..(t + j + 1) * k];
+                            for (i, v) in v.iter_mut().enumerate() {
+                                *v += tail(|jj| src.load(i, jj), xt, k8, k);
+                            }
                         }
+                        put_run(t + j, r, &v);
                     }
+                    t += nt;
                 }
-            };
-            if nr == TILE_ROWS && k8 == k {
-                // No tails: each token's rows go out as one run.
-                let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
-                pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
-                for t in 2 * p..(2 * (p + np)).min(n_tok) {
-                    let (pp, h) = (t / 2 - p, t % 2);
-                    put_run(t, r, &std::array::from_fn(|i| out[i][pp][h]));
-                }
-            } else if nr == TILE_ROWS {
-                let mut out = [[[0.0f32; 2]; TILE_PAIRS]; TILE_ROWS];
-                pair_group::<TILE_ROWS>(src, k, xs, np, &mut out);
-                for (i, o) in out.iter().enumerate() {
-                    emit(i, o);
-                }
-            } else {
-                for i in 0..nr {
-                    let mut out = [[[0.0f32; 2]; TILE_PAIRS]; 1];
-                    pair_group::<1>(src.from(i), k, xs, np, &mut out);
-                    emit(i, &out[0]);
-                }
+                r += nr;
             }
-            p += np;
+            t0 = t1;
         }
-        r += nr;
-    }
+    });
 }
 
-/// `R` rows times `np <= TILE_PAIRS` packed token pairs into `out` (the first `np` pairs).
-fn pair_group<const R: usize>(
-    rows: Rows,
-    k: usize,
-    xp: &[f32],
-    np: usize,
-    out: &mut [[[f32; 2]; TILE_PAIRS]; R],
-) {
-    let k8 = k - k % 8;
-    assert!(xp.len() >= np * 2 * k8, "pair activations");
+/// The first `TILE_ROWS` rows of `rows` as f32, interleaved for [`wide_group`].
+fn widen(rows: Rows, k8: usize, wide: &mut [f32]) {
     assert!(
-        rows.row_bytes == k * rows.ty.size() && rows.data.len() >= R * rows.row_bytes,
-        "pair weight rows"
+        wide.len() >= TILE_ROWS * k8
+            && k8 <= rows.row_bytes / rows.ty.size()
+            && rows.data.len() >= TILE_ROWS * rows.row_bytes,
+        "widened rows"
     );
     #[cfg(target_arch = "x86_64")]
     {
-        fn run<const R: usize, const P: usize>(
-            rows: Rows,
-            k8: usize,
-            xp: &[f32],
-            out: &mut [[[f32; 2]; TILE_PAIRS]; R],
-        ) {
-            let mut o = [[[0.0f32; 2]; P]; R];
-            let (w, rb, x) = (rows.data.as_ptr(), rows.row_bytes, xp.as_ptr());
-            // SAFETY: `rows_pairs` runs only with `Kernels::Avx512`, chosen where avx512f, avx2,
-            // fma and f16c were detected; `pair_group`'s asserts guarantee R rows of k >= k8
-            // elements and P packed pairs of 2 * k8 floats behind the pointers.
-            unsafe {
-                match rows.ty {
-                    Float::F32 => x86::block_pairs::<R, P, { x86::F32 }>(w, rb, x, k8, &mut o),
-                    Float::F16 => x86::block_pairs::<R, P, { x86::F16 }>(w, rb, x, k8, &mut o),
-                    Float::BF16 => x86::block_pairs::<R, P, { x86::BF16 }>(w, rb, x, k8, &mut o),
-                }
+        let (w, rb, o) = (rows.data.as_ptr(), rows.row_bytes, wide.as_mut_ptr());
+        // SAFETY: `rows_wide` runs only with `Kernels::Avx512`, chosen where avx512f, avx2, fma
+        // and f16c were detected; the assert guarantees TILE_ROWS rows of at least k8 elements
+        // behind `w` and TILE_ROWS * k8 floats behind `o`.
+        unsafe {
+            match rows.ty {
+                Float::F32 => x86::widen_rows::<{ x86::F32 }>(w, rb, k8, o),
+                Float::F16 => x86::widen_rows::<{ x86::F16 }>(w, rb, k8, o),
+                Float::BF16 => x86::widen_rows::<{ x86::BF16 }>(w, rb, k8, o),
             }
-            for (dst, src) in out.iter_mut().zip(&o) {
-                dst[..P].copy_from_slice(src);
-            }
-        }
-        match np {
-            1 => run::<R, 1>(rows, k8, xp, out),
-            2 => run::<R, 2>(rows, k8, xp, out),
-            3 => run::<R, 3>(rows, k8, xp, out),
-            4 => run::<R, 4>(rows, k8, xp, out),
-            5 => run::<R, 5>(rows, k8, xp, out),
-            _ => run::<R, TILE_PAIRS>(rows, k8, xp, out),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("the AVX-512 form runs only on x86-64 ({R} rows, {np} pairs, {k} columns)");
+    unreachable!("the AVX-512 form runs only on x86-64 ({k8} columns)");
+}
+
+/// The widened block times the next token group of `xg` (grouped by [`pack_groups`], from a
+/// group's start; `wide_group_len` of what `xg` holds) into `out` (`out[r][t]`); returns the
+/// group's size.
+fn wide_group(
+    wide: &[f32],
+    k8: usize,
+    xg: &[f32],
+    out: &mut [[f32; WIDE_TOKENS]; TILE_ROWS],
+) -> usize {
+    let nt = wide_group_len(xg.len() / k8);
+    assert!(
+        nt * k8 <= xg.len() && wide.len() >= TILE_ROWS * k8,
+        "wide block operands"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn run<const T: usize>(
+            wide: &[f32],
+            k8: usize,
+            xg: &[f32],
+            out: &mut [[f32; WIDE_TOKENS]; TILE_ROWS],
+        ) -> usize {
+            let mut o = [[0.0f32; T]; TILE_ROWS];
+            // SAFETY: as in `widen` for the features; `wide` holds the TILE_ROWS * k8 widened
+            // floats and `xg` a group of T tokens of k8 floats (asserted by the caller).
+            unsafe { x86::block_wide::<T>(wide.as_ptr(), k8, xg.as_ptr(), &mut o) };
+            for (dst, src) in out.iter_mut().zip(&o) {
+                dst[..T].copy_from_slice(src);
+            }
+            T
+        }
+        match nt {
+            WIDE_TOKENS => run::<WIDE_TOKENS>(wide, k8, xg, out),
+            8 => run::<8>(wide, k8, xg, out),
+            4 => run::<4>(wide, k8, xg, out),
+            2 => run::<2>(wide, k8, xg, out),
+            _ => run::<1>(wide, k8, xg, out),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the AVX-512 form runs only on x86-64 ({nt} tokens, {k8} columns)");
 }
 
 /// The portable kernel: per output, eight lanes of fused multiply-adds over `k8` elements
@@ -646,8 +717,8 @@ fn portable_block<const R: usize, const T: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX2+FMA+F16C register blocks, and the AVX-512F pair blocks. Callers check the features
-    //! and the slice lengths.
+    //! AVX2+FMA+F16C register blocks, and the AVX-512F widened-row blocks. Callers check the
+    //! features and the slice lengths.
     use std::arch::x86_64::*;
 
     use super::hsum8;
@@ -690,29 +761,6 @@ mod x86 {
                 F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * j).cast())),
                 _ => _mm256_castsi256_ps(_mm256_slli_epi32(
                     _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * j).cast())),
-                    16,
-                )),
-            }
-        }
-    }
-
-    /// [`load_w`]'s 8 weights in both halves of a 16-lane register.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn load_w2<const TY: u8>(p: *const u8, j: usize) -> __m512 {
-        // SAFETY (all arms): the caller guarantees `j + 8` elements of the row are in bounds.
-        unsafe {
-            match TY {
-                F32 => _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(
-                    p.add(4 * j).cast(),
-                )))),
-                F16 => _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128(
-                    p.add(2 * j).cast(),
-                ))),
-                _ => _mm512_castsi512_ps(_mm512_slli_epi32(
-                    _mm512_cvtepu16_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(
-                        p.add(2 * j).cast(),
-                    ))),
                     16,
                 )),
             }
@@ -772,57 +820,93 @@ mod x86 {
         }
     }
 
-    /// `out[r][p] = [dot(row r, token 2p), dot(row r, token 2p + 1)]` over `k8` elements, two
-    /// tokens per 16-lane register: lanes 0..8 hold token 2p's eight ggml lanes and lanes 8..16
-    /// token 2p + 1's, the weight vector carries the same eight elements in both halves, so
-    /// every lane takes the same fused multiply-adds in the same order as in [`block`], and the
-    /// halves are summed by the same `hsum8`: the bits of `block`, with half the instructions.
+    /// Four rows of type `TY` (`row_bytes` apart from `w`) widened to f32 into `wide`, in the
+    /// order [`block_wide`] reads them: for each step of eight elements, rows 0 and 1's eight
+    /// (sixteen floats), then rows 2 and 3's.
     ///
     /// # Safety
-    /// avx512f, avx2, fma and f16c available; `w` points at `R` rows of at least `k8` elements
-    /// of type `TY`, `row_bytes` apart; `xp` at `P` packed pairs (`super::pack_pairs`) of
-    /// `2 * k8` f32 each, back to back; `k8` is a multiple of 8.
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub unsafe fn block_pairs<const R: usize, const P: usize, const TY: u8>(
+    /// avx2, fma and f16c available; `w` points at 4 rows of at least `k8` elements of type
+    /// `TY`, `row_bytes` apart; `wide` at `4 * k8` floats; `k8` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn widen_rows<const TY: u8>(
         w: *const u8,
         row_bytes: usize,
-        xp: *const f32,
         k8: usize,
-        out: &mut [[[f32; 2]; P]; R],
+        wide: *mut f32,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
         let mut j = 0;
         while j < k8 {
-            let mut xv = [_mm512_setzero_ps(); P];
-            for (p, v) in xv.iter_mut().enumerate() {
-                // SAFETY: p < P and 2j + 16 <= 2 * k8 (the caller's contract).
-                *v = unsafe { _mm512_loadu_ps(xp.add(p * 2 * k8 + 2 * j)) };
-            }
             let line = (elem_bytes(TY) * j).is_multiple_of(64);
-            for (r, a) in acc.iter_mut().enumerate() {
+            for r in 0..4 {
                 if line {
                     prefetch::<TY>(w, row_bytes, r, j);
                 }
-                // SAFETY: r < R and j + 8 <= k8; row r starts r * row_bytes past `w`.
-                let wv = unsafe { load_w2::<TY>(w.add(r * row_bytes), j) };
-                for (a, &xv) in a.iter_mut().zip(&xv) {
-                    *a = _mm512_fmadd_ps(wv, xv, *a);
+                // SAFETY: r < 4 and j + 8 <= k8 (the caller's contract); the store is the
+                // (j / 8 * 4 + r)-th run of eight of the 4 * k8 floats behind `wide`.
+                unsafe {
+                    let v = load_w::<TY>(w.add(r * row_bytes), j);
+                    _mm256_storeu_ps(wide.add(4 * j + 8 * r), v);
                 }
             }
             j += 8;
         }
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (o, a) in o.iter_mut().zip(a) {
-                let mut l = [0.0f32; 16];
-                // SAFETY: `l` holds 16 f32.
-                unsafe { _mm512_storeu_ps(l.as_mut_ptr(), *a) };
-                let (lo, hi) = l.split_at(8);
-                *o = [
-                    hsum8(lo.try_into().expect("8 lanes")),
-                    hsum8(hi.try_into().expect("8 lanes")),
-                ];
+    }
+
+    /// `out[r][t] = dot(row r, token t)` over `k8` elements for the four rows widened by
+    /// [`widen_rows`] and a group of `T` tokens (`super::pack_groups`): each 16-lane accumulator
+    /// holds two rows' eight ggml lanes for one token, the token's eight elements broadcast to
+    /// both halves, so every lane takes the fused multiply-adds of [`block`] in its order, and
+    /// the halves are summed by the same `hsum8`: the bits of `block`, with half the
+    /// instructions and no conversion in the loop.
+    ///
+    /// # Safety
+    /// avx512f, avx2, fma and f16c available; `wide` points at `4 * k8` widened floats; `xg` at
+    /// a group of `T` tokens of `k8` f32; `k8` is a multiple of 8.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn block_wide<const T: usize>(
+        wide: *const f32,
+        k8: usize,
+        xg: *const f32,
+        out: &mut [[f32; T]; 4],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); T]; 2];
+        let mut j = 0;
+        while j < k8 {
+            // SAFETY: j + 8 <= k8, so the 32 floats at 4j are inside the widened block.
+            let w = unsafe {
+                [
+                    _mm512_loadu_ps(wide.add(4 * j)),
+                    _mm512_loadu_ps(wide.add(4 * j + 16)),
+                ]
+            };
+            for t in 0..T {
+                // SAFETY: t < T and j + 8 <= k8: inside the group (the caller's contract).
+                let xv = unsafe { _mm256_loadu_pd(xg.add(T * j + 8 * t).cast()) };
+                let xb = _mm512_castpd_ps(_mm512_broadcast_f64x4(xv));
+                for (a, w) in acc.iter_mut().zip(&w) {
+                    a[t] = _mm512_fmadd_ps(*w, xb, a[t]);
+                }
+            }
+            j += 8;
+        }
+        for (q, a) in acc.iter().enumerate() {
+            for (t, &a) in a.iter().enumerate() {
+                let s = hsum8_halves(a);
+                out[2 * q][t] = _mm512_cvtss_f32(s);
+                out[2 * q + 1][t] = _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(s));
             }
         }
+    }
+
+    /// `hsum8` of each eight-lane half of `a`, in lanes 0 and 8, with the same additions in the
+    /// same order: lanes `i + 4` onto lanes `i`, then lane 2 onto 0 and 3 onto 1, then lane 1
+    /// onto 0 (swapped operands of an addition give the same bits).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    fn hsum8_halves(a: __m512) -> __m512 {
+        let r = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b10_11_00_01>(a, a));
+        let r = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
+        _mm512_add_ps(r, _mm512_permute_ps::<0b10_11_00_01>(r))
     }
 }
 
@@ -970,7 +1054,8 @@ mod tests {
     /// every kernel family and against the portable one, so a token verified in a batch gets
     /// the logits it gets when decoded alone (speculative decoding's greedy output depends on
     /// it) on every CPU. Batches of 2..=27 tokens cover every way the AVX2 groups of three and
-    /// the AVX-512 groups of six pairs end (odd counts leave a half-empty pair).
+    /// the AVX-512 groups of 12/8/4/2/1 end; 130 tokens of 640 and 1100 of 64 span two of the
+    /// AVX-512 form's token chunks.
     #[test]
     fn batch_single_and_portable_paths_are_bit_identical() {
         let pool = Pool::new(2).expect("pool");
@@ -980,7 +1065,7 @@ mod tests {
             .iter()
             .copied()
             .chain((2..=27).map(|n| (72, 13, n)))
-            .chain([(100, 9, 9), (640, 6, 17)]);
+            .chain([(100, 9, 9), (640, 6, 17), (640, 9, 130), (64, 5, 1100)]);
         for ty in TYPES {
             for (si, (k, m, n_tok)) in shapes.clone().enumerate() {
                 let bytes = encode(ty, &values(k * m, 20 + si as u64));
