@@ -23,6 +23,9 @@ use super::ops::{ggml_expf, hsum8};
 use super::Pool;
 use crate::model::kv_cache::RowsRef;
 
+#[cfg(target_arch = "x86_64")]
+mod heads;
+
 /// Query rows from which ggml tiles the queries (`GGML_FA_TILE_Q`), and cells per tile
 /// (`GGML_FA_TILE_KV`).
 const TILE_Q: usize = 64;
@@ -68,6 +71,30 @@ pub fn flash_attention(
         Form::Tiled => KeysT::new(kv, p, n_kv),
         _ => None,
     };
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(kt), true) = (&keys_t, heads::available(hdv)) {
+        // A token's heads of one kv head at a time, which share every key and value read.
+        pool.for_each_chunk(out, group * hdv, &|i, o| {
+            let (t, kvh) = (i / p.n_head_kv, i % p.n_head_kv);
+            let rows: Vec<Row> = (kvh * group..(kvh + 1) * group)
+                .map(|h| Row {
+                    q: &q[(t * p.n_head + h) * hd..(t * p.n_head + h + 1) * hd],
+                    kv,
+                    p,
+                    kvh,
+                    pos: (pos0 + t) as i64,
+                    n_kv,
+                })
+                .collect();
+            for (rows, o) in rows
+                .chunks(heads::HEADS)
+                .zip(o.chunks_mut(heads::HEADS * hdv))
+            {
+                heads::tiled_heads(rows, kt, o);
+            }
+        });
+        return;
+    }
     pool.for_each_chunk(out, hdv, &|i, o| {
         let (t, h) = (i / p.n_head, i % p.n_head);
         let row = Row {
@@ -677,6 +704,24 @@ mod tests {
                 unsafe { row.tiled_avx2(&kt, &mut tiled_fast) };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&tiled_fast), bits(&tiled), "tiled, hd {hd}");
+                if heads::available(hd) {
+                    // Up to four heads at once, each its own query, against one at a time.
+                    let qs: Vec<Vec<f32>> = (0..4u64)
+                        .map(|h| f16s(hd, 10 + h).iter().map(|x| x.to_f32() * 3.0).collect())
+                        .collect();
+                    for n_rows in 1..=4 {
+                        let rows: Vec<Row> =
+                            qs[..n_rows].iter().map(|q| Row { q, ..row }).collect();
+                        let mut together = vec![f32::NAN; n_rows * hd];
+                        heads::tiled_heads(&rows, &kt, &mut together);
+                        for (r, got) in rows.iter().zip(together.chunks(hd)) {
+                            let mut alone = vec![0.0f32; hd];
+                            // SAFETY: as above.
+                            unsafe { r.tiled_avx2(&kt, &mut alone) };
+                            assert_eq!(bits(got), bits(&alone), "{n_rows} heads, hd {hd}");
+                        }
+                    }
+                }
                 let fast = row.one_chunk(0, n_kv);
                 let slow = row.one_chunk_portable(0, n_kv);
                 assert_eq!(fast.m.to_bits(), slow.m.to_bits(), "hd {hd}");

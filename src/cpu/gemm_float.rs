@@ -178,7 +178,7 @@ enum Kernels {
 fn kernels_available() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::x86::avx2_available() {
-        return if is_x86_feature_detected!("avx512f") {
+        return if is_x86_feature_detected!("avx512f") && crate::quant::x86::avx512::allowed() {
             Kernels::Avx512
         } else {
             Kernels::Avx2

@@ -13,13 +13,22 @@ use super::avx2::hsum_ps;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{as_blocks, Block};
 
-/// Whether this CPU runs the kernels here (besides AVX2, FMA and F16C).
+/// Whether this CPU runs the kernels here (besides AVX2, FMA and F16C), and they are allowed.
 pub fn available() -> bool {
     super::avx2_available()
+        && allowed()
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("avx512vnni")
+}
+
+/// False when the environment sets `INFER_AVX512=0`: every product then takes the AVX2
+/// kernels (the same numbers), as on a CPU without AVX-512, so that this machine can measure
+/// that path against an AVX2 build of llama.cpp.
+pub fn allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os("INFER_AVX512").is_none_or(|v| v != "0"))
 }
 
 /// Two f16 values as f32, `lo` in lanes 0..8 and `hi` in lanes 8..16: two rows' scales for the
