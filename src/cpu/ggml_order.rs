@@ -355,26 +355,38 @@ mod avx2 {
         }};
     }
 
-    /// A 2x4 AVX2 tile as a [`Tile`]; `$check` says what confirmed its CPU features.
-    macro_rules! tile2x4 {
-        ($f:path, $check:literal) => {{
-            fn run(w: &[u8], a: &[&[u8]], _aux: &[&[u8]], out: &mut [f32]) {
-                let a: [&[u8]; 4] = a.try_into().expect("four activation rows");
+    /// An AVX2 tile over `$toks` tokens as a [`Tile`]; `$check` says what confirmed its CPU
+    /// features.
+    macro_rules! tile_avx2 {
+        ($f:ident, $prep:ident, $toks:expr, $check:literal) => {{
+            fn run(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
                 // SAFETY: handed out only after `avx2_available()` and $check confirmed this
                 // CPU's features; the kernel checks its slice lengths itself.
-                let got = unsafe { $f(w, a) };
-                for (t, out) in out.chunks_exact_mut(2).enumerate() {
-                    out.copy_from_slice(&[got[0][t], got[1][t]]);
-                }
+                unsafe { r4::$f::<{ $toks }>(w, a, aux, out) }
+            }
+            fn prep(a: &[u8], aux: &mut [u8]) {
+                // SAFETY: handed out only after `avx2_available()`; the preparation checks its
+                // slice lengths itself.
+                unsafe { r4::$prep(a, aux) }
             }
             Tile {
-                rows: 2,
-                toks: 4,
+                rows: r4::TILE_ROWS,
+                toks: $toks,
                 run,
-                prep: None,
+                prep: Some((prep, r4::AUX_PER_BLOCK)),
                 order: TileOrder::Any,
             }
         }};
+    }
+
+    /// The wide and narrow AVX2 tiles of one kernel.
+    macro_rules! tiles_avx2 {
+        ($f:ident, $prep:ident, $check:literal) => {
+            (
+                tile_avx2!($f, $prep, r4::TILE_TOKS, $check),
+                tile_avx2!($f, $prep, r4::NARROW_TOKS, $check),
+            )
+        };
     }
 
     /// A 4x8 AVX-512 tile as a [`Tile`].
@@ -386,14 +398,15 @@ mod avx2 {
                 unsafe { $f(w, a, aux, out) }
             }
             fn prep(a: &[u8], aux: &mut [u8]) {
-                // SAFETY: as above.
+                // SAFETY: handed out only after `avx512::available()`, which implies avx2, fma
+                // and f16c; the preparation checks its slice lengths itself.
                 unsafe { $prep(a, aux) }
             }
             Tile {
                 rows: x512::legacy::ROWS,
                 toks: x512::legacy::TOKS,
                 run,
-                prep: Some((prep, x512::legacy::AUX_PER_BLOCK)),
+                prep: Some((prep, r4::AUX_PER_BLOCK)),
                 order: TileOrder::Any,
             }
         }};
@@ -418,13 +431,11 @@ mod avx2 {
         }};
     }
 
-    /// The tiles for a format: the 4x8 AVX-512 one where the CPU has it, then the 2x4 one
-    /// for the tokens left over.
-    fn tiles(wide: Option<Tile>, narrow: Tile) -> [Option<Tile>; 2] {
-        match wide {
-            Some(w) => [Some(w), Some(narrow)],
-            None => [Some(narrow), None],
-        }
+    /// The tiles for a format: the AVX-512 one where the CPU has it, else the wide AVX2 one,
+    /// then the narrow AVX2 one for the tokens left over. Every tile of a format reads the same
+    /// preparation (the product makes only its widest tile's).
+    fn tiles(avx512: Option<Tile>, (wide, narrow): (Tile, Tile)) -> [Option<Tile>; 2] {
+        [Some(avx512.unwrap_or(wide)), Some(narrow)]
     }
 
     pub(super) fn orders_for(ty: GgmlType, n_rows: usize) -> Option<Orders> {
@@ -452,11 +463,11 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q8_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q8_0, x512::legacy::prep_q8_0)),
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q8_0, r4::prep_q8_0)),
                     if vnni {
-                        tile2x4!(r4::tile2x4_q8_0_vnni, "the avxvnni check")
+                        tiles_avx2!(tile_q8_0_vnni, prep_q8_0, "the avxvnni check")
                     } else {
-                        tile2x4!(r4::tile2x4_q8_0, "nothing more")
+                        tiles_avx2!(tile_q8_0, prep_q8_0, "nothing more")
                     },
                 ),
             )),
@@ -464,11 +475,11 @@ mod avx2 {
                 kernels.vec_dot,
                 safe4!(r4::vec_dot4_q5_0),
                 tiles(
-                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q5_0, x512::legacy::prep_q5_0)),
+                    wide.then(|| tile4x8!(x512::legacy::tile4x8_q5_0, r4::prep_q5_0)),
                     if vnni {
-                        tile2x4!(r4::tile2x4_q5_0_vnni, "the avxvnni check")
+                        tiles_avx2!(tile_q5_0_vnni, prep_q5_0, "the avxvnni check")
                     } else {
-                        tile2x4!(r4::tile2x4_q5_0, "nothing more")
+                        tiles_avx2!(tile_q5_0, prep_q5_0, "nothing more")
                     },
                 ),
             )),
@@ -612,7 +623,8 @@ mod tests {
         assert!(avx2::orders_for(GgmlType::Q4_K, 641).is_none());
     }
 
-    /// The four-row forms of the plain Q8_0/Q5_0 kernels give each row's single-row bits.
+    /// The four-row forms of the plain Q8_0/Q5_0 kernels and every tile form this CPU can run
+    /// give each (row, token) its single-row bits, over several row lengths.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn four_row_legacy_kernels_equal_single_rows() {
@@ -621,105 +633,132 @@ mod tests {
             return;
         }
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0] {
-            let n = 768;
-            let kw = quant::kernels(ty).expect("weight type");
-            let ka = quant::kernels(kw.vec_dot_type).expect("act type");
-            let rb = quant::row_bytes(ty, n).expect("row");
-            let mut w = vec![0u8; 4 * rb];
-            for r in 0..4 {
-                let v: Vec<f32> = (0..n)
-                    .map(|i| ((i * (r + 3) * 37 % 101) as f32 - 50.0) * 0.011)
-                    .collect();
-                (kw.from_f32)(&v, &mut w[r * rb..(r + 1) * rb]);
+            for n in [32, 160, 768] {
+                legacy_kernels_equal_single_rows(ty, n);
             }
-            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
-            super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
-            let o = orders_for(ty, 8).expect("orders");
-            let got = (o.single.four.expect("four-row form"))(&w, &a);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn legacy_kernels_equal_single_rows(ty: GgmlType, n: usize) {
+        use crate::quant::x86::avx2::rows4 as r4;
+        type Run<'a> = &'a dyn Fn(&[u8], &[&[u8]], &[&[u8]], &mut [f32]);
+        type Prep<'a> = &'a dyn Fn(&[u8], &mut [u8]);
+        let kw = quant::kernels(ty).expect("weight type");
+        let ka = quant::kernels(kw.vec_dot_type).expect("act type");
+        let rb = quant::row_bytes(ty, n).expect("row");
+        let mut w = vec![0u8; 4 * rb];
+        for r in 0..4 {
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * (r + 3) * 37 % 101) as f32 - 50.0) * 0.011)
+                .collect();
+            (kw.from_f32)(&v, &mut w[r * rb..(r + 1) * rb]);
+        }
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
+        super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
+        let o = orders_for(ty, 8).expect("orders");
+        let got = (o.single.four.expect("four-row form"))(&w, &a);
+        for r in 0..4 {
+            let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
+            assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} n{n} row {r}");
+        }
+        if ty == GgmlType::Q8_0 {
+            // A hostile file may hold -128, which our quantizer never writes: ggml's sign
+            // trick and the tiles' unsigned offset must still agree.
             for r in 0..4 {
-                let want = (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], &a);
-                assert_eq!(got[r].to_bits(), want.to_bits(), "{ty} row {r}");
-            }
-            if ty == GgmlType::Q8_0 {
-                // A hostile file may hold -128, which our quantizer never writes: ggml's sign
-                // trick and the tiles' unsigned offset must still agree.
-                for r in 0..4 {
-                    for i in (2..32).step_by(7) {
-                        w[r * rb + 34 * (r + 1) + i] = 0x80;
-                    }
+                for i in (2..32).step_by(7) {
+                    w[r * rb + 34 * (r % (n / 32)) + i] = 0x80;
                 }
             }
-            // Eight different activation rows through every tile form.
-            let acts: Vec<Vec<u8>> = (0..8)
-                .map(|t| {
-                    let x: Vec<f32> = (0..n)
-                        .map(|i| (i as f32 * 0.1 * (t + 1) as f32).cos())
-                        .collect();
-                    let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
-                    super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
-                    a
+        }
+        // Eight different activation rows through every tile form.
+        let acts: Vec<Vec<u8>> = (0..8)
+            .map(|t| {
+                let x: Vec<f32> = (0..n)
+                    .map(|i| (i as f32 * 0.1 * (t + 1) as f32).cos())
+                    .collect();
+                let mut a = vec![0u8; quant::row_bytes(kw.vec_dot_type, n).expect("row")];
+                super::super::act_quant::activation_quantizer(kw, ka)(&x, &mut a);
+                a
+            })
+            .collect();
+        let acts: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+        let want = |r: usize, t: usize| (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], acts[t]);
+        let check = |form: &str, rows: usize, toks: usize, run: Run, prep: Option<Prep>| {
+            let mut got = vec![0.0f32; rows * toks];
+            let aux: Vec<Vec<u8>> = acts[..toks]
+                .iter()
+                .map(|a| match prep {
+                    Some(prep) => {
+                        let mut aux = vec![0u8; r4::AUX_PER_BLOCK * n / 32];
+                        prep(a, &mut aux);
+                        aux
+                    }
+                    None => Vec::new(),
                 })
                 .collect();
-            let acts: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
-            let want = |r: usize, t: usize| (kw.vec_dot)(n, &w[r * rb..(r + 1) * rb], acts[t]);
-            let check = |form: &str, tile: Tile| {
-                let mut got = vec![0.0f32; tile.rows * tile.toks];
-                let aux: Vec<Vec<u8>> = acts[..tile.toks]
-                    .iter()
-                    .map(|a| match tile.prep {
-                        Some((prep, per_block)) => {
-                            let mut aux = vec![0u8; per_block * n / 32];
-                            prep(a, &mut aux);
-                            aux
-                        }
-                        None => Vec::new(),
-                    })
-                    .collect();
-                let aux: Vec<&[u8]> = aux.iter().map(|a| &a[..]).collect();
-                (tile.run)(&w[..tile.rows * rb], &acts[..tile.toks], &aux, &mut got);
-                for r in 0..tile.rows {
-                    for t in 0..tile.toks {
-                        let (g, e) = (got[t * tile.rows + r], want(r, t));
-                        assert_eq!(g.to_bits(), e.to_bits(), "{ty} {form} r{r} t{t}");
-                    }
+            let aux: Vec<&[u8]> = aux.iter().map(|a| &a[..]).collect();
+            run(&w[..rows * rb], &acts[..toks], &aux, &mut got);
+            for r in 0..rows {
+                for t in 0..toks {
+                    let (g, e) = (got[t * rows + r], want(r, t));
+                    assert_eq!(g.to_bits(), e.to_bits(), "{ty} n{n} {form} r{r} t{t}");
                 }
-            };
-            for tile in o.tiles.iter().flatten() {
-                check("selected", *tile);
             }
-            use crate::quant::x86::avx2::rows4 as r4;
-            let a4: [&[u8]; 4] = acts[..4].try_into().expect("four rows");
-            // SAFETY: avx2, fma and f16c were checked at the top (and avxvnni just below).
-            let avx2 = unsafe {
-                match ty {
-                    GgmlType::Q8_0 => r4::tile2x4_q8_0(&w[..2 * rb], a4),
-                    _ => r4::tile2x4_q5_0(&w[..2 * rb], a4),
-                }
-            };
-            let mut forms = vec![("avx2", avx2)];
-            if std::arch::is_x86_feature_detected!("avxvnni") {
-                // SAFETY: as above.
-                let vnni = unsafe {
-                    match ty {
-                        GgmlType::Q8_0 => r4::tile2x4_q8_0_vnni(&w[..2 * rb], a4),
-                        _ => r4::tile2x4_q5_0_vnni(&w[..2 * rb], a4),
-                    }
+        };
+        for tile in o.tiles.iter().flatten() {
+            let prep = tile.prep.map(|(p, per_block)| {
+                assert_eq!(per_block, r4::AUX_PER_BLOCK, "one preparation layout");
+                p
+            });
+            check(
+                "selected",
+                tile.rows,
+                tile.toks,
+                &tile.run,
+                prep.as_ref().map(|p| p as Prep),
+            );
+        }
+        // The closures' unsafe blocks: avx2, fma and f16c were checked by the caller, avxvnni is
+        // checked before the forms that need it run, and the kernels check their slice lengths.
+        macro_rules! forms {
+            ($avx2:ident, $vnni:ident, $prep:ident, $toks:expr) => {{
+                let avx2: Run = &|w, a, x, o| {
+                    // SAFETY: see above.
+                    unsafe { r4::$avx2::<{ $toks }>(w, a, x, o) }
                 };
-                forms.push(("vnni", vnni));
+                let vnni: Run = &|w, a, x, o| {
+                    // SAFETY: see above.
+                    unsafe { r4::$vnni::<{ $toks }>(w, a, x, o) }
+                };
+                let prep: Prep = &|a, x| {
+                    // SAFETY: see above.
+                    unsafe { r4::$prep(a, x) }
+                };
+                (avx2, vnni, prep, $toks)
+            }};
+        }
+        let forms = match ty {
+            GgmlType::Q8_0 => [
+                forms!(tile_q8_0, tile_q8_0_vnni, prep_q8_0, r4::TILE_TOKS),
+                forms!(tile_q8_0, tile_q8_0_vnni, prep_q8_0, r4::NARROW_TOKS),
+            ],
+            _ => [
+                forms!(tile_q5_0, tile_q5_0_vnni, prep_q5_0, r4::TILE_TOKS),
+                forms!(tile_q5_0, tile_q5_0_vnni, prep_q5_0, r4::NARROW_TOKS),
+            ],
+        };
+        for (avx2, vnni, prep, toks) in forms {
+            check("avx2", r4::TILE_ROWS, toks, avx2, Some(prep));
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                check("vnni", r4::TILE_ROWS, toks, vnni, Some(prep));
             } else {
                 eprintln!("no avxvnni here: its tile form is not exercised");
             }
-            if !crate::quant::x86::avx512::available() {
-                eprintln!("no avx512 vnni here: the 4x8 tile is not exercised");
-            }
-            for (form, got) in forms {
-                for (r, row) in got.iter().enumerate() {
-                    for (t, g) in row.iter().enumerate() {
-                        assert_eq!(g.to_bits(), want(r, t).to_bits(), "{ty} {form} r{r} t{t}");
-                    }
-                }
-            }
+        }
+        if !crate::quant::x86::avx512::available() {
+            eprintln!("no avx512 vnni here: the 4x8 tile is not exercised");
         }
     }
 

@@ -321,6 +321,44 @@ mod tests {
         assert_eq!(&y1[..], &y[m..2 * m]);
     }
 
+    /// Q5_0 and Q8_0 products give every (token, row) the bits of the single-row kernel,
+    /// whichever tiles and row kernels the batch size and the row count send it through.
+    #[test]
+    fn legacy_quant_matmul_equals_single_row_dots() {
+        let pool = Pool::new(2).expect("pool");
+        for ty in [GgmlType::Q5_0, GgmlType::Q8_0] {
+            let kw = quant::kernels(ty).expect("weight type");
+            for (k, m) in [(32, 9), (160, 37)] {
+                let rb = quant::row_bytes(ty, k).expect("row");
+                let wv = values(k * m, 3);
+                let mut wq = vec![0u8; m * rb];
+                for (v, q) in wv.chunks_exact(k).zip(wq.chunks_exact_mut(rb)) {
+                    (kw.from_f32)(v, q);
+                }
+                let w = QMatrix::new(ty, k, m, &wq).expect("matrix");
+                for n_tok in [1usize, 3, 4, 5, 8, 11, 12, 13, 19] {
+                    let x = values(k * n_tok, 4 + n_tok as u64);
+                    let mut y = vec![0.0f32; n_tok * m];
+                    let mut act = Vec::new();
+                    matmul(&pool, &w, &x, n_tok, &mut y, &mut act);
+                    let mut a = vec![0u8; w.act_row_bytes];
+                    for t in 0..n_tok {
+                        (w.quantize_act)(&x[t * k..(t + 1) * k], &mut a);
+                        for r in 0..m {
+                            let want = (kw.vec_dot)(k, w.row(r), &a);
+                            let got = y[t * m + r];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{ty} k{k} n{n_tok} t{t} r{r}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn wrong_byte_count_is_an_error() {
         let bytes = vec![0u8; 4 * 10];

@@ -5,7 +5,7 @@
 //! the same horizontal sum. What 512 bits buy is two such chains per instruction: a register
 //! holds row `2p` in its low half and row `2p + 1` in its high half, against one token's
 //! activations broadcast to both halves, and 32 registers hold a 4x8 tile's sixteen accumulators
-//! without spilling (the AVX2 2x4 tile spills on its 16 registers).
+//! without spilling.
 //!
 //! The lane integers come from one `vpdpbusd` (unsigned x signed bytes, four per lane, no
 //! saturation): weights go in offset to unsigned (Q5_0's 0..31 as stored; Q8_0 flipped by 128)
@@ -17,7 +17,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::avx2::rows4::prefetch_ahead;
+use super::super::avx2::rows4::{prefetch_ahead, AUX_PER_BLOCK};
 use super::{halves_f32, hsum_halves};
 use crate::quant::q5_0::BlockQ5_0;
 use crate::quant::q8_0::BlockQ8_0;
@@ -60,56 +60,9 @@ impl TileBlock for BlockQ8_0 {
     }
 }
 
-/// Bytes of tile preparation per activation block: the eight lanes' `-offset·Σy` (i32) and the
-/// block's scale as f32.
-pub const AUX_PER_BLOCK: usize = 36;
-
-/// What the tiles need of one Q8_0 activation row besides its blocks, computed once per product
-/// instead of once per tile: per block, each lane's starting integer `-(Σ of its four y) <<
-/// SHIFT` and the scale as f32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn prep<const SHIFT: i32>(a: &[u8], aux: &mut [u8]) {
-    let ys = as_blocks::<BlockQ8_0>(a);
-    assert_eq!(aux.len(), AUX_PER_BLOCK * ys.len(), "tile preparation size");
-    let ones = _mm256_set1_epi8(1);
-    let zero = _mm256_setzero_si256();
-    for (y, out) in ys.iter().zip(aux.chunks_exact_mut(AUX_PER_BLOCK)) {
-        // SAFETY: a block's 32 quants are readable; loadu has no alignment requirement.
-        let q = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
-        let sum = _mm256_dpbusd_epi32(zero, ones, q);
-        let neg = _mm256_sub_epi32(zero, _mm256_slli_epi32::<SHIFT>(sum));
-        // SAFETY: `out` is 36 writable bytes; storeu has no alignment requirement.
-        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), neg) };
-        // F16C here: the portable conversion is a call per value.
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-            u16::from_le_bytes(y.d),
-        ))));
-        out[32..].copy_from_slice(&d.to_le_bytes());
-    }
-}
-
-/// [`prep`] for the Q5_0 tile.
-///
-/// # Safety
-/// See the module header.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn prep_q5_0(a: &[u8], aux: &mut [u8]) {
-    prep::<4>(a, aux)
-}
-
-/// [`prep`] for the Q8_0 tile.
-///
-/// # Safety
-/// See the module header.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn prep_q8_0(a: &[u8], aux: &mut [u8]) {
-    prep::<7>(a, aux)
-}
-
 /// Q5_0 · Q8_0, four weight rows (back to back in `w`) against eight activation rows `a` (with
-/// their [`prep_q5_0`] in `aux`): `out[t * 4 + r]`, each the bits of `legacy::vec_dot_q5_0` for
-/// that pair.
+/// their `avx2::rows4::prep_q5_0` in `aux`): `out[t * 4 + r]`, each the bits of
+/// `legacy::vec_dot_q5_0` for that pair.
 ///
 /// # Safety
 /// See the module header.
@@ -119,7 +72,7 @@ pub unsafe fn tile4x8_q5_0(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]
 }
 
 /// Q8_0 · Q8_0, as [`tile4x8_q5_0`] (the bits of `legacy::vec_dot_q8_0`; `aux` from
-/// [`prep_q8_0`]).
+/// `avx2::rows4::prep_q8_0`).
 ///
 /// # Safety
 /// See the module header.
