@@ -891,22 +891,11 @@ mod x86 {
         }
         for (q, a) in acc.iter().enumerate() {
             for (t, &a) in a.iter().enumerate() {
-                let s = hsum8_halves(a);
+                let s = crate::quant::x86::avx512::hsum8_halves(a);
                 out[2 * q][t] = _mm512_cvtss_f32(s);
                 out[2 * q + 1][t] = _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(s));
             }
         }
-    }
-
-    /// `hsum8` of each eight-lane half of `a`, in lanes 0 and 8, with the same additions in the
-    /// same order: lanes `i + 4` onto lanes `i`, then lane 2 onto 0 and 3 onto 1, then lane 1
-    /// onto 0 (swapped operands of an addition give the same bits).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    fn hsum8_halves(a: __m512) -> __m512 {
-        let r = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b10_11_00_01>(a, a));
-        let r = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
-        _mm512_add_ps(r, _mm512_permute_ps::<0b10_11_00_01>(r))
     }
 }
 
