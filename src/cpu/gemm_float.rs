@@ -152,6 +152,11 @@ const TILE_TOKENS: usize = 3;
 /// broadcast activation vector, of 32, so nothing spills. A verification of up to 12 tokens is
 /// one pass.
 const WIDE_TOKENS: usize = 12;
+/// Blocks of `TILE_ROWS` rows widened together in the AVX-512 form, each token group passing
+/// over all of them in turn: a token's outputs then fill a 64-byte line of the output in one go
+/// (a prompt's outputs are megabytes, and a line written a quarter at a time, far apart, was
+/// fetched again for each quarter).
+const WIDE_BLOCKS: usize = 4;
 /// Activation bytes per token chunk in the AVX-512 form: inside a core's L2 beside the task's
 /// weights, so every block of the task's rows reads the chunk from there. (One chunk of all
 /// the tokens sent each block through L3 for the 2048-wide FFN input, at 40% of the speed;
@@ -270,11 +275,12 @@ fn run_rows(
 ) {
     let m = w.n_rows;
     // About four tasks per worker balance the load without paying for thousands of tasks on
-    // the 262k-row output matrix; rounded to whole register blocks.
+    // the 262k-row output matrix; rounded to whole 16-row lines of output (also whole decode
+    // blocks).
     let per_task = m
         .div_ceil(pool.n_threads() * 4)
         .max(MIN_TASK_ROWS)
-        .next_multiple_of(DECODE_ROWS);
+        .next_multiple_of(WIDE_BLOCKS * TILE_ROWS);
     let n_tasks = m.div_ceil(per_task);
     let out = OutPtr(y.as_mut_ptr());
     pool.run(n_tasks, &|task| {
@@ -579,46 +585,45 @@ fn rows_wide(
     let k8 = k - k % 8;
     let chunk = (CHUNK_BYTES / (4 * k)).max(1).next_multiple_of(WIDE_TOKENS);
     WIDE.with_borrow_mut(|wide| {
-        let wide = aligned(wide, TILE_ROWS * k8);
+        let wide = aligned(wide, WIDE_BLOCKS * TILE_ROWS * k8);
         let mut t0 = 0;
         while t0 < n_tok {
             let t1 = (t0 + chunk).min(n_tok);
             let mut r = rows.start;
             while r < rows.end {
-                let nr = TILE_ROWS.min(rows.end - r);
-                let src = all.from(r);
-                if nr < TILE_ROWS {
+                let nb = WIDE_BLOCKS.min((rows.end - r) / TILE_ROWS);
+                if nb == 0 {
                     // The task's last rows (only where the row count is not a multiple of 4):
                     // the AVX2 blocks, which give the same bits.
-                    block_rows(
-                        src,
-                        k,
-                        &x[t0 * k..t1 * k],
-                        r..r + nr,
-                        t0,
-                        Kernels::Avx2,
-                        put,
-                    );
+                    let xs = &x[t0 * k..t1 * k];
+                    block_rows(all.from(r), k, xs, r..rows.end, t0, Kernels::Avx2, put);
                     break;
                 }
-                widen(src, k8, wide);
+                let blocks = &mut wide[..nb * TILE_ROWS * k8];
+                for (b, wb) in blocks.chunks_exact_mut(TILE_ROWS * k8).enumerate() {
+                    widen(all.from(r + b * TILE_ROWS), k8, wb);
+                }
                 let mut t = t0;
                 while t < t1 {
-                    let mut out = [[0.0f32; WIDE_TOKENS]; TILE_ROWS];
-                    let nt = wide_group(wide, k8, &xg[t * k8..t1 * k8], &mut out);
-                    for j in 0..nt {
-                        let mut v: [f32; TILE_ROWS] = std::array::from_fn(|i| out[i][j]);
-                        if k8 < k {
-                            let xt = &x[(t + j) * k..(t + j + 1) * k];
-                            for (i, v) in v.iter_mut().enumerate() {
-                                *v += tail(|jj| src.load(i, jj), xt, k8, k);
+                    let mut nt = 0;
+                    for (b, wb) in blocks.chunks_exact(TILE_ROWS * k8).enumerate() {
+                        let rb = r + b * TILE_ROWS;
+                        let mut out = [[0.0f32; TILE_ROWS]; WIDE_TOKENS];
+                        nt = wide_group(wb, k8, &xg[t * k8..t1 * k8], &mut out);
+                        for (j, v) in out[..nt].iter_mut().enumerate() {
+                            if k8 < k {
+                                let xt = &x[(t + j) * k..(t + j + 1) * k];
+                                let src = all.from(rb);
+                                for (i, v) in v.iter_mut().enumerate() {
+                                    *v += tail(|jj| src.load(i, jj), xt, k8, k);
+                                }
                             }
+                            put_run(t + j, rb, v);
                         }
-                        put_run(t + j, r, &v);
                     }
                     t += nt;
                 }
-                r += nr;
+                r += nb * TILE_ROWS;
             }
             t0 = t1;
         }
@@ -652,13 +657,13 @@ fn widen(rows: Rows, k8: usize, wide: &mut [f32]) {
 }
 
 /// The widened block times the next token group of `xg` (grouped by [`pack_groups`], from a
-/// group's start; `wide_group_len` of what `xg` holds) into `out` (`out[r][t]`); returns the
-/// group's size.
+/// group's start; `wide_group_len` of what `xg` holds) into `out` (`out[t][r]`: each token's
+/// rows are one run of the output); returns the group's size.
 fn wide_group(
     wide: &[f32],
     k8: usize,
     xg: &[f32],
-    out: &mut [[f32; WIDE_TOKENS]; TILE_ROWS],
+    out: &mut [[f32; TILE_ROWS]; WIDE_TOKENS],
 ) -> usize {
     let nt = wide_group_len(xg.len() / k8);
     assert!(
@@ -671,15 +676,12 @@ fn wide_group(
             wide: &[f32],
             k8: usize,
             xg: &[f32],
-            out: &mut [[f32; WIDE_TOKENS]; TILE_ROWS],
+            out: &mut [[f32; TILE_ROWS]; WIDE_TOKENS],
         ) -> usize {
-            let mut o = [[0.0f32; T]; TILE_ROWS];
+            let o: &mut [[f32; TILE_ROWS]; T] = (&mut out[..T]).try_into().expect("T tokens");
             // SAFETY: as in `widen` for the features; `wide` holds the TILE_ROWS * k8 widened
             // floats and `xg` a group of T tokens of k8 floats (asserted by the caller).
-            unsafe { x86::block_wide::<T>(wide.as_ptr(), k8, xg.as_ptr(), &mut o) };
-            for (dst, src) in out.iter_mut().zip(&o) {
-                dst[..T].copy_from_slice(src);
-            }
+            unsafe { x86::block_wide::<T>(wide.as_ptr(), k8, xg.as_ptr(), o) };
             T
         }
         match nt {
@@ -852,7 +854,7 @@ mod x86 {
         }
     }
 
-    /// `out[r][t] = dot(row r, token t)` over `k8` elements for the four rows widened by
+    /// `out[t][r] = dot(row r, token t)` over `k8` elements for the four rows widened by
     /// [`widen_rows`] and a group of `T` tokens (`super::pack_groups`): each 16-lane accumulator
     /// holds two rows' eight ggml lanes for one token, the token's eight elements broadcast to
     /// both halves, so every lane takes the fused multiply-adds of [`block`] in its order, and
@@ -867,7 +869,7 @@ mod x86 {
         wide: *const f32,
         k8: usize,
         xg: *const f32,
-        out: &mut [[f32; T]; 4],
+        out: &mut [[f32; 4]; T],
     ) {
         let mut acc = [[_mm512_setzero_ps(); T]; 2];
         let mut j = 0;
@@ -889,24 +891,15 @@ mod x86 {
             }
             j += 8;
         }
-        for (q, a) in acc.iter().enumerate() {
-            for (t, &a) in a.iter().enumerate() {
-                let s = hsum8_halves(a);
-                out[2 * q][t] = _mm512_cvtss_f32(s);
-                out[2 * q + 1][t] = _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(s));
-            }
+        // Rows 0 and 1 of a token end in lanes 0 and 8 of one sum, rows 2 and 3 of the other.
+        let rows = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
+        for (t, o) in out.iter_mut().enumerate() {
+            let s0 = crate::quant::x86::avx512::hsum8_halves(acc[0][t]);
+            let s1 = crate::quant::x86::avx512::hsum8_halves(acc[1][t]);
+            let v = _mm512_castps512_ps128(_mm512_permutex2var_ps(s0, rows, s1));
+            // SAFETY: `o` holds four f32.
+            unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
         }
-    }
-
-    /// `hsum8` of each eight-lane half of `a`, in lanes 0 and 8, with the same additions in the
-    /// same order: lanes `i + 4` onto lanes `i`, then lane 2 onto 0 and 3 onto 1, then lane 1
-    /// onto 0 (swapped operands of an addition give the same bits).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    fn hsum8_halves(a: __m512) -> __m512 {
-        let r = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b10_11_00_01>(a, a));
-        let r = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
-        _mm512_add_ps(r, _mm512_permute_ps::<0b10_11_00_01>(r))
     }
 }
 

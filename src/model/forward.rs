@@ -218,11 +218,30 @@ fn linear(
 }
 
 /// RMS norm of each `width`-wide row of `x` into `out`.
-fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+fn norm_rows(pool: &Pool, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let width = w.len();
-    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        ops::rms_norm(xr, w, eps, or);
+    rows_par(pool, out, width, &|i, o| {
+        ops::rms_norm(&x[i * width..(i + 1) * width], w, eps, o);
+    });
+}
+
+/// `f(i, row)` for each `width`-wide row of `data`: split over the pool for a prompt's rows
+/// (serial, these per-row steps had left the other threads waiting for 5-8% of a prefill), in
+/// this thread for a decode step's few, where waking the pool costs more than the work.
+fn rows_par(pool: &Pool, data: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let n = data.len() / width;
+    if n < 8 || pool.n_threads() == 1 {
+        for (i, r) in data.chunks_exact_mut(width).enumerate() {
+            f(i, r);
+        }
+        return;
     }
+    let per = n.div_ceil(pool.n_threads() * 4);
+    pool.for_each_chunk(data, per * width, &|c, rows| {
+        for (j, r) in rows.chunks_exact_mut(width).enumerate() {
+            f(c * per + j, r);
+        }
+    });
 }
 
 /// RMS norm of the last row of each segment of `x` into consecutive rows of `out`.
@@ -236,10 +255,8 @@ fn norm_last_rows(x: &[f32], segs: &[Segment<'_>], w: &[f32], eps: f32, out: &mu
 }
 
 /// In-place RMS norm of each `w.len()`-wide row (per-head Q/K norms, post-norms).
-fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
-    for r in x.chunks_exact_mut(w.len()) {
-        ops::rms_norm_inplace(r, w, eps);
-    }
+fn norm_rows_inplace(pool: &Pool, x: &mut [f32], w: &[f32], eps: f32) {
+    rows_par(pool, x, w.len(), &|_, r| ops::rms_norm_inplace(r, w, eps));
 }
 
 /// Angles for positions `pos0..pos0 + n`, `n_rot` floats per position.
@@ -536,14 +553,14 @@ impl Model<'_> {
 
         for (il, lw) in w.layers.iter().enumerate() {
             let swa = hp.is_swa(il);
-            norm_rows(x, &lw.attn_norm, eps, xn);
+            norm_rows(pool, x, &lw.attn_norm, eps, xn);
             trace("attn_norm", il, xn);
             linear(pool, &lw.wq, xn, n, q, act, as_decode);
             linear(pool, &lw.wk, xn, n, k, act, as_decode);
             linear(pool, &lw.wv, xn, n, v, act, as_decode);
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
-                norm_rows_inplace(q, qn, eps);
-                norm_rows_inplace(k, kn, eps);
+                norm_rows_inplace(pool, q, qn, eps);
+                norm_rows_inplace(pool, k, kn, eps);
             }
             trace("Qcur_normed", il, q);
             trace("Kcur_normed", il, k);
@@ -552,14 +569,15 @@ impl Model<'_> {
             for seg in segs.iter() {
                 let st = &*seg.state;
                 let table = if swa { &st.rope_swa } else { &st.rope_global };
-                for (t, cs) in table.chunks_exact(hp.n_rot).enumerate() {
-                    let r = r0 + t;
-                    let qr = &mut q[r * hp.n_q()..(r + 1) * hp.n_q()];
-                    ops::rope(qr, hp.head_dim, hp.n_rot, hp.rope_style, cs);
-                    let kr = &mut k[r * hp.n_k()..(r + 1) * hp.n_k()];
-                    ops::rope(kr, hp.head_dim, hp.n_rot, hp.rope_style, cs);
+                let rows = r0..r0 + seg.tokens.len();
+                let (nr, hd, style) = (hp.n_rot, hp.head_dim, hp.rope_style);
+                for (x, width) in [(&mut *q, hp.n_q()), (&mut *k, hp.n_k())] {
+                    let x = &mut x[rows.start * width..rows.end * width];
+                    rows_par(pool, x, width, &|t, xr| {
+                        ops::rope(xr, hd, nr, style, &table[t * nr..(t + 1) * nr]);
+                    });
                 }
-                r0 += seg.tokens.len();
+                r0 = rows.end;
             }
             trace("Qcur", il, q);
             trace("Kcur", il, k);
@@ -616,23 +634,25 @@ impl Model<'_> {
             linear(pool, &lw.wo, attn, n, proj, act, as_decode);
             trace("attn_out", il, proj);
             if let Some(pn) = &lw.attn_post_norm {
-                norm_rows_inplace(proj, pn, eps);
+                norm_rows_inplace(pool, proj, pn, eps);
                 trace("attn_post_norm", il, proj);
             }
             ops::add_inplace(x, proj);
             // llama.cpp names the stream after the attention residual by its graph's use of it.
             trace(if hp.post_norms { "sa_out" } else { "ffn_inp" }, il, x);
 
-            norm_rows(x, &lw.ffn_norm, eps, xn);
+            norm_rows(pool, x, &lw.ffn_norm, eps, xn);
             trace("ffn_norm", il, xn);
             linear(pool, &lw.ffn_gate, xn, n, gate, act, as_decode);
             linear(pool, &lw.ffn_up, xn, n, up, act, as_decode);
-            for (g, u) in gate.chunks_exact_mut(hp.n_ff).zip(up.chunks_exact(hp.n_ff)) {
-                match hp.activation {
-                    Activation::Silu => gated(g, u, ops::swiglu),
-                    Activation::GeluTanh => gated(g, u, ops::geglu),
-                }
-            }
+            let f = match hp.activation {
+                Activation::Silu => ops::swiglu,
+                Activation::GeluTanh => ops::geglu,
+            };
+            let nf = hp.n_ff;
+            rows_par(pool, gate, nf, &|t, g| {
+                gated(g, &up[t * nf..(t + 1) * nf], f)
+            });
             let act_name = match hp.activation {
                 Activation::Silu => "ffn_swiglu",
                 Activation::GeluTanh => "ffn_geglu",
@@ -641,7 +661,7 @@ impl Model<'_> {
             linear(pool, &lw.ffn_down, gate, n, proj, act, as_decode);
             trace("ffn_out", il, proj);
             if let Some(pn) = &lw.ffn_post_norm {
-                norm_rows_inplace(proj, pn, eps);
+                norm_rows_inplace(pool, proj, pn, eps);
                 trace("ffn_post_norm", il, proj);
             }
             ops::add_inplace(x, proj);
@@ -652,7 +672,7 @@ impl Model<'_> {
         let (logits, n_out) = match out {
             Out::None => return Ok(()),
             Out::All(l) => {
-                norm_rows(x, &w.output_norm, eps, xn);
+                norm_rows(pool, x, &w.output_norm, eps, xn);
                 (l, n)
             }
             Out::Last(l) => {

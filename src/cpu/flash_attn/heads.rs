@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{tile_softmax, KeysT, Row, TILE_KV};
+use super::{KeysT, Row, TILE_KV};
 use crate::model::kv_cache::RowsRef;
 
 /// Heads per pass: four of them times a tile's four 16-cell vectors are 16 accumulators.
@@ -81,7 +81,8 @@ unsafe fn tiled<const R: usize>(rows: [&Row<'_>; R], kt: &KeysT, out: &mut [f32]
                 };
             }
             let acc = &mut out[r * hdv..(r + 1) * hdv];
-            active[r] = tile_softmax(&mut kq[r], &mut m[r], &mut s[r], acc);
+            // SAFETY: the features are this function's.
+            active[r] = unsafe { tile_softmax(&mut kq[r], &mut m[r], &mut s[r], acc) };
         }
         let cells = Cells {
             values,
@@ -192,6 +193,131 @@ unsafe fn add_values<const R: usize>(
             for (j, a) in a.iter().enumerate() {
                 // SAFETY: as above.
                 unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(r * hdv + d0 + 16 * j), *a) };
+            }
+        }
+    }
+}
+
+/// `super::tile_softmax` sixteen cells per vector: the tile's max (exact in any order), the
+/// rescale, `ggml_expf` of each cell by [`expf16`] (the scalar's steps per lane) and the f64 sum
+/// of the eight-lane `hsum8`s in cell order, so the same weights and sums to the bit.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &mut [f32]) -> bool {
+    const G: usize = TILE_KV / 16;
+    // SAFETY: group g is sixteen f32 of the tile.
+    let v: [__m512; G] =
+        std::array::from_fn(|g| unsafe { _mm512_loadu_ps(kq.as_ptr().add(16 * g)) });
+    let tile_max =
+        _mm512_reduce_max_ps(v.iter().fold(_mm512_set1_ps(f32::NEG_INFINITY), |a, &v| {
+            _mm512_max_ps(a, v)
+        }));
+    if tile_max == f32::NEG_INFINITY {
+        return false;
+    }
+    let m_new = m.max(tile_max);
+    if m_new > *m {
+        let ms = (*m - m_new).exp();
+        for a in acc.iter_mut() {
+            *a *= ms;
+        }
+        *s *= ms;
+    }
+    *m = m_new;
+    let mv = _mm512_set1_ps(m_new);
+    let mut sum = 0.0f64;
+    for (g, &v) in v.iter().enumerate() {
+        let e = expf16(_mm512_sub_ps(v, mv));
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_ps(kq.as_mut_ptr().add(16 * g), e) };
+        let h = crate::quant::x86::avx512::hsum8_halves(e);
+        sum += f64::from(_mm512_cvtss_f32(h));
+        sum += f64::from(_mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(h)));
+    }
+    *s = (f64::from(*s) + sum) as f32;
+    true
+}
+
+/// `ops::ggml_expf` of sixteen lanes, each lane the scalar's operations in its order (the
+/// negated products as `fnmadd`, which rounds `-(a·b) + c` exactly as `fma(-a, b, c)`), the
+/// out-of-range cases blended in where the scalar branches to them.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) fn expf16(x: __m512) -> __m512 {
+    let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+    let ci = |bits: u32| _mm512_set1_epi32(bits as i32);
+    let r = _mm512_set1_ps(12_582_912.0);
+    let z = _mm512_fmadd_ps(x, c(0x3FB8_AA3B), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(n, c(0x35BF_BE8E), _mm512_fnmadd_ps(n, c(0x3F31_7200), x));
+    let e = _mm512_slli_epi32::<23>(_mm512_castps_si512(z));
+    let k = _mm512_castsi512_ps(_mm512_add_epi32(e, ci(1.0f32.to_bits())));
+    let u = _mm512_mul_ps(b, b);
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(0x3C07_2010), b, c(0x3D2B_9F17)),
+            u,
+            _mm512_fmadd_ps(c(0x3E2A_AF33), b, c(0x3EFF_FEDB)),
+        ),
+        u,
+        _mm512_mul_ps(c(0x3F7F_FFF6), b),
+    );
+    let fast = _mm512_fmadd_ps(j, k, k);
+    let abs_n = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(n), ci(0x7FFF_FFFF)));
+    let in_range = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(abs_n, _mm512_set1_ps(126.0));
+    if in_range == 0xFFFF {
+        return fast;
+    }
+    let g = _mm512_maskz_mov_epi32(
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps()),
+        ci(0x8200_0000),
+    );
+    let s1 = _mm512_castsi512_ps(_mm512_add_epi32(g, ci(0x7F00_0000)));
+    let s2 = _mm512_castsi512_ps(_mm512_sub_epi32(e, g));
+    let huge = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(abs_n, _mm512_set1_ps(192.0));
+    let slow = _mm512_mask_blend_ps(
+        huge,
+        _mm512_mul_ps(_mm512_fmadd_ps(s2, j, s2), s1),
+        _mm512_mul_ps(s1, s1),
+    );
+    _mm512_mask_blend_ps(in_range, slow, fast)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::ops::ggml_expf;
+
+    /// The sixteen-lane `expf` gives the scalar's bits on a sweep through its range, across both
+    /// cut-offs (|n| of 126 and 192) and at the edges (infinities, NaN, zeros).
+    #[test]
+    fn vector_expf_matches_the_scalar_bits() {
+        if !crate::quant::x86::avx512::available() {
+            eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        let mut xs: Vec<f32> = (0..400_000).map(|i| -150.0 + i as f32 * 0.000_63).collect();
+        xs.extend((0..4_000).map(|i| -200.0 + i as f32 * 0.1));
+        xs.extend([
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            0.0,
+            -0.0,
+            -87.3,
+            88.7,
+            1e-30,
+        ]);
+        for chunk in xs.chunks(16) {
+            let mut lanes = [0.0f32; 16];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut got = [0.0f32; 16];
+            // SAFETY: checked above; `lanes` and `got` hold sixteen f32.
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), expf16(_mm512_loadu_ps(lanes.as_ptr()))) };
+            for (&x, &g) in lanes.iter().zip(&got) {
+                let want = ggml_expf(x);
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "expf({x}): {g} vs {want}"
+                );
             }
         }
     }

@@ -9,7 +9,6 @@ pub mod q6_k;
 
 use std::arch::x86_64::*;
 
-use super::avx2::hsum_ps;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::{as_blocks, Block};
 
@@ -80,9 +79,23 @@ fn token_major(v: __m512) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn hsum_halves(v: __m512) -> (f32, f32) {
-    let lo = _mm512_castps512_ps256(v);
-    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-    (hsum_ps(lo), hsum_ps(hi))
+    let s = hsum8_halves(v);
+    (
+        _mm512_cvtss_f32(s),
+        _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(s)),
+    )
+}
+
+/// ggml's `hsum_float_8` of each eight-lane half of `a`, in lanes 0 and 8, in registers: the
+/// same additions in the same order (lanes `i + 4` onto lanes `i`, then lane 2 onto 0 and 3
+/// onto 1, then lane 1 onto 0; an addition's swapped operands give the same bits). Kernels end
+/// with it: a lane sum through the stack had cost the float gemm a third of its time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(crate) fn hsum8_halves(a: __m512) -> __m512 {
+    let r = _mm512_add_ps(a, _mm512_shuffle_f32x4::<0b10_11_00_01>(a, a));
+    let r = _mm512_add_ps(r, _mm512_permute_ps::<0b01_00_11_10>(r));
+    _mm512_add_ps(r, _mm512_permute_ps::<0b10_11_00_01>(r))
 }
 
 /// `out[i]` = the sum of `v[i]`'s sixteen lanes, exact (wrapping) in i32.
