@@ -302,6 +302,9 @@ fn run_rows(
         match groups {
             _ if n_tok == 1 => rows_single(w, xa, rows, kern, &put),
             Some(xg) => rows_wide(w, xa, xg, n_tok, rows.clone(), &put, &put_run),
+            None if kern == Kernels::Avx2 && w.n_cols >= 8 => {
+                rows_widened(w, xa, n_tok, rows.clone(), &put, &put_run)
+            }
             None => rows_batch(w, xa, n_tok, rows, kern, &put),
         }
     });
@@ -630,6 +633,98 @@ fn rows_wide(
     });
 }
 
+/// Several tokens, AVX2 form: as [`rows_wide`] (chunks of tokens that stay in L2, each block
+/// of `TILE_ROWS` rows widened to f32 once per chunk), with one (row, token) per 8-lane register
+/// and `TILE_TOKENS` tokens per pass: the weights' conversion leaves the inner loop, which is
+/// then loads and FMAs only.
+fn rows_widened(
+    w: &FloatMatrix,
+    x: &[f32],
+    n_tok: usize,
+    rows: std::ops::Range<usize>,
+    put: &impl Fn(usize, usize, f32),
+    put_run: &impl Fn(usize, usize, &[f32; TILE_ROWS]),
+) {
+    let (all, k) = (all_rows(w), w.n_cols);
+    let k8 = k - k % 8;
+    let chunk = (CHUNK_BYTES / (4 * k)).max(1).next_multiple_of(TILE_TOKENS);
+    WIDE.with_borrow_mut(|wide| {
+        let wide = aligned(wide, TILE_ROWS * k8);
+        let mut t0 = 0;
+        while t0 < n_tok {
+            let t1 = (t0 + chunk).min(n_tok);
+            let mut r = rows.start;
+            while r < rows.end {
+                if rows.end - r < TILE_ROWS {
+                    let xs = &x[t0 * k..t1 * k];
+                    block_rows(all.from(r), k, xs, r..rows.end, t0, Kernels::Avx2, put);
+                    break;
+                }
+                let src = all.from(r);
+                widen(src, k8, wide);
+                let mut t = t0;
+                while t < t1 {
+                    let mut out = [[0.0f32; TILE_ROWS]; TILE_TOKENS];
+                    let nt = widened_group(wide, k8, &x[t * k..t1 * k], k, &mut out);
+                    for (j, v) in out[..nt].iter_mut().enumerate() {
+                        if k8 < k {
+                            let xt = &x[(t + j) * k..(t + j + 1) * k];
+                            for (i, v) in v.iter_mut().enumerate() {
+                                *v += tail(|jj| src.load(i, jj), xt, k8, k);
+                            }
+                        }
+                        put_run(t + j, r, v);
+                    }
+                    t += nt;
+                }
+                r += TILE_ROWS;
+            }
+            t0 = t1;
+        }
+    });
+}
+
+/// The widened block times the first 3, 2 or 1 tokens of `xs` (rows of `k`), the most it holds,
+/// into `out` (`out[t][r]`); returns how many it took.
+fn widened_group(
+    wide: &[f32],
+    k8: usize,
+    xs: &[f32],
+    k: usize,
+    out: &mut [[f32; TILE_ROWS]; TILE_TOKENS],
+) -> usize {
+    let nt = (xs.len() / k).min(TILE_TOKENS);
+    assert!(
+        nt >= 1 && wide.len() >= TILE_ROWS * k8,
+        "widened block operands"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn run<const T: usize>(
+            wide: &[f32],
+            k8: usize,
+            xs: &[f32],
+            k: usize,
+            out: &mut [[f32; TILE_ROWS]; TILE_TOKENS],
+        ) -> usize {
+            assert!(xs.len() >= T * k && k8 <= k, "widened block tokens");
+            let o: &mut [[f32; TILE_ROWS]; T] = (&mut out[..T]).try_into().expect("T tokens");
+            // SAFETY: `rows_widened` runs only with `Kernels::Avx2`, chosen where avx2, fma and
+            // f16c were detected; `wide` holds the TILE_ROWS * k8 widened floats and `xs` T
+            // tokens of k >= k8 floats (asserted).
+            unsafe { x86::block_widened::<T>(wide.as_ptr(), k8, xs.as_ptr(), k, o) };
+            T
+        }
+        match nt {
+            TILE_TOKENS => run::<TILE_TOKENS>(wide, k8, xs, k, out),
+            2 => run::<2>(wide, k8, xs, k, out),
+            _ => run::<1>(wide, k8, xs, k, out),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the AVX2 form runs only on x86-64 ({nt} tokens, {k} columns)");
+}
+
 /// The first `TILE_ROWS` rows of `rows` as f32, interleaved for [`wide_group`].
 fn widen(rows: Rows, k8: usize, wide: &mut [f32]) {
     assert!(
@@ -641,9 +736,9 @@ fn widen(rows: Rows, k8: usize, wide: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         let (w, rb, o) = (rows.data.as_ptr(), rows.row_bytes, wide.as_mut_ptr());
-        // SAFETY: `rows_wide` runs only with `Kernels::Avx512`, chosen where avx512f, avx2, fma
-        // and f16c were detected; the assert guarantees TILE_ROWS rows of at least k8 elements
-        // behind `w` and TILE_ROWS * k8 floats behind `o`.
+        // SAFETY: `rows_wide` and `rows_widened` run only with the AVX-512 and AVX2 families,
+        // chosen where (avx512f and) avx2, fma and f16c were detected; the assert guarantees
+        // TILE_ROWS rows of at least k8 elements behind `w` and TILE_ROWS * k8 floats behind `o`.
         unsafe {
             match rows.ty {
                 Float::F32 => x86::widen_rows::<{ x86::F32 }>(w, rb, k8, o),
@@ -851,6 +946,53 @@ mod x86 {
                 }
             }
             j += 8;
+        }
+    }
+
+    /// `out[t][r] = dot(row r, token t)` over `k8` elements for the four rows widened by
+    /// [`widen_rows`] (row r's eight elements of step j at `4j + 8r`) and `T` tokens
+    /// (`x_stride` f32 apart from `x`): [`block`]'s accumulators and fused multiply-adds in its
+    /// order, without the conversion, and the lane sums eight at a time in registers
+    /// (`rows4::hsum8_ps`: `hsum8`'s additions in its order).
+    ///
+    /// # Safety
+    /// avx2, fma and f16c available; `wide` points at `4 * k8` widened floats; `x` at `T`
+    /// tokens of at least `k8` f32, `x_stride` apart; `k8` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn block_widened<const T: usize>(
+        wide: *const f32,
+        k8: usize,
+        x: *const f32,
+        x_stride: usize,
+        out: &mut [[f32; 4]; T],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); T]; 4];
+        let mut j = 0;
+        while j < k8 {
+            // SAFETY: t < T and j + 8 <= k8 (the caller's contract).
+            let xv: [__m256; T] =
+                std::array::from_fn(|t| unsafe { _mm256_loadu_ps(x.add(t * x_stride + j)) });
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: j + 8 <= k8, so row r's eight floats at 4j + 8r are in the block.
+                let wv = unsafe { _mm256_loadu_ps(wide.add(4 * j + 8 * r)) };
+                for (a, &xv) in a.iter_mut().zip(&xv) {
+                    *a = _mm256_fmadd_ps(wv, xv, *a);
+                }
+            }
+            j += 8;
+        }
+        // Sums of (row, token) = (i % 4, i / 4), eight accumulators per register.
+        let flat: [__m256; 12] = std::array::from_fn(|i| acc[i % 4][(i / 4) % T]);
+        let mut sums = [0.0f32; 16];
+        for (h, s) in sums.chunks_exact_mut(8).enumerate() {
+            let v = crate::quant::x86::avx2::rows4::hsum8_ps(std::array::from_fn(|l| {
+                flat[(8 * h + l).min(11)]
+            }));
+            // SAFETY: `s` holds eight f32.
+            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
+        }
+        for (t, o) in out.iter_mut().enumerate() {
+            o.copy_from_slice(&sums[4 * t..4 * t + 4]);
         }
     }
 

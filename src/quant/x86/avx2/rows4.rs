@@ -324,7 +324,7 @@ fn scale8<W: HasD>(x: &W) -> __m256 {
 /// in the same order (halves, then lanes two apart, then neighbours), done across registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum8_ps(v: [__m256; 8]) -> __m256 {
+pub(crate) fn hsum8_ps(v: [__m256; 8]) -> __m256 {
     // s[k]: v[k]'s halves added in the low 128 bits, v[k + 4]'s in the high.
     let s: [__m256; 4] = std::array::from_fn(|k| {
         _mm256_add_ps(
