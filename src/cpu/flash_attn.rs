@@ -187,15 +187,7 @@ fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &mut [f3
     if tile_max == f32::NEG_INFINITY {
         return false;
     }
-    let m_new = m.max(tile_max);
-    if m_new > *m {
-        let ms = (*m - m_new).exp();
-        for a in acc.iter_mut() {
-            *a *= ms;
-        }
-        *s *= ms;
-    }
-    *m = m_new;
+    rescale(tile_max, m, s, acc);
     let mut sum = 0.0f64;
     for g in kq.chunks_exact_mut(8) {
         for e in g.iter_mut() {
@@ -206,6 +198,21 @@ fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &mut [f3
     }
     *s = (f64::from(*s) + sum) as f32;
     true
+}
+
+/// The online softmax's step to a tile whose max is `tile_max`: the running max `m` becomes
+/// the larger, and the sum `s` and values `acc` are scaled by libm's `expf` of the change.
+#[inline(always)]
+fn rescale(tile_max: f32, m: &mut f32, s: &mut f32, acc: &mut [f32]) {
+    let m_new = m.max(tile_max);
+    if m_new > *m {
+        let ms = (*m - m_new).exp();
+        for a in acc.iter_mut() {
+            *a *= ms;
+        }
+        *s *= ms;
+    }
+    *m = m_new;
 }
 
 /// The dot products of `q` with one tile of transposed keys (cells `ic..ic + TILE_KV` of the

@@ -11,15 +11,14 @@
 //! is what lets a speculative verification batch reproduce token-by-token decoding.
 //!
 //! Why it is fast: the weights are the only large operand. A single token (decoding) streams the
-//! rows straight from the mmap, `DECODE_ROWS` at a time, prefetching ahead. A batch reads each
-//! block of `TILE_ROWS` weight rows from memory once and passes every token over it while it is
-//! in L1, with the block's outputs in registers: `TILE_TOKENS` tokens per pass with AVX2. The
-//! AVX-512 form widens each block of `TILE_ROWS` rows to f32 once, two rows interleaved so that
-//! one 16-lane register carries two rows' eight lanes, then passes `WIDE_TOKENS` tokens at a
-//! time over it with nothing but fused multiply-adds (same lanes, same order, half the
-//! instructions); the tokens go in chunks of `CHUNK_BYTES` of activations, so a prompt's
-//! activations are read from L2, not L3, by every block. Verifying a few drafted tokens costs
-//! little more than one decode step.
+//! rows straight from the mmap, `DECODE_ROWS` at a time, prefetching ahead. A batch widens each
+//! block of `TILE_ROWS` weight rows to f32 once and passes the tokens over it with the block's
+//! outputs in registers and nothing but loads and fused multiply-adds in the loop: with AVX2,
+//! `TILE_TOKENS` tokens per pass, one (row, token) per register; with AVX-512, two rows
+//! interleaved so that one 16-lane register carries two rows' eight lanes, `WIDE_TOKENS` tokens
+//! per pass (same lanes, same order, half the instructions). The tokens go in chunks of
+//! `CHUNK_BYTES` of activations, so a prompt's activations are read from L2, not L3, by every
+//! block. Verifying a few drafted tokens costs little more than one decode step.
 //!
 //! The kernel families are picked at run time (AVX-512F, else AVX2+FMA+F16C, else portable);
 //! all compute the same numbers (same lanes, fused multiply-adds, same final sum). Nothing here
@@ -515,9 +514,9 @@ fn group<const R: usize>(
     }
 }
 
-/// Several tokens (AVX2 and portable forms): each block of `TILE_ROWS` weight rows meets every
-/// token group of `TILE_TOKENS` with its outputs in registers; the block's first group streams
-/// it from memory, the later ones find it in L1.
+/// Several tokens, portable form (and AVX2 rows shorter than 8): each block of `TILE_ROWS`
+/// weight rows meets every token group of `TILE_TOKENS` with its outputs in registers; the
+/// block's first group streams it from memory, the later ones find it in L1.
 fn rows_batch(
     w: &FloatMatrix,
     x: &[f32],

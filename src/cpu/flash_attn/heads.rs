@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{KeysT, Row, TILE_KV};
+use super::{rescale, KeysT, Row, TILE_KV};
 use crate::model::kv_cache::RowsRef;
 
 /// Heads per pass: four of them times a tile's four 16-cell vectors are 16 accumulators.
@@ -214,16 +214,8 @@ unsafe fn tile_softmax(kq: &mut [f32; TILE_KV], m: &mut f32, s: &mut f32, acc: &
     if tile_max == f32::NEG_INFINITY {
         return false;
     }
-    let m_new = m.max(tile_max);
-    if m_new > *m {
-        let ms = (*m - m_new).exp();
-        for a in acc.iter_mut() {
-            *a *= ms;
-        }
-        *s *= ms;
-    }
-    *m = m_new;
-    let mv = _mm512_set1_ps(m_new);
+    rescale(tile_max, m, s, acc);
+    let mv = _mm512_set1_ps(*m);
     let mut sum = 0.0f64;
     for (g, &v) in v.iter().enumerate() {
         let e = expf16(_mm512_sub_ps(v, mv));
