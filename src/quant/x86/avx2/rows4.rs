@@ -388,6 +388,31 @@ fn q8_lanes_vnni(neg: __m256i, qx: __m256i, qy: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(neg, _mm256_xor_si256(qx, _mm256_set1_epi8(-128)), qy)
 }
 
+/// The body every prefill tile shares (see [`tiles`]): `$unpack` turns a weight block into its
+/// 32 bytes, `$lanes` forms the lane integers. A macro, not a generic function taking closures,
+/// so that both expand inside the tile's own target features.
+macro_rules! tile_body {
+    ($block:ty, $w:ident, $a:ident, $aux:ident, $out:ident, |$x:ident| $unpack:expr, $lanes:ident) => {{
+        let Operands { xs, ys, pre, nb } = tile_operands::<$block, T>($w, $a, $aux, $out);
+        for (r, row) in xs.chunks_exact(nb).enumerate() {
+            let mut acc = [_mm256_setzero_ps(); T];
+            for (b, $x) in row.iter().enumerate() {
+                let qx = $unpack;
+                let dx = scale8($x);
+                for t in 0..T {
+                    // SAFETY: b < nb, and `tile_operands` checked every row's length.
+                    let (neg, dy, qy) = unsafe { token_block(ys[t], pre[t], b) };
+                    let lanes = _mm256_cvtepi32_ps($lanes(neg, qx, qy));
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), lanes, acc[t]);
+                }
+            }
+            for (t, s) in row_sums(acc).into_iter().enumerate() {
+                $out[t * TILE_ROWS + r] = s;
+            }
+        }
+    }};
+}
+
 /// The prefill tiles (`TILE_ROWS` weight rows back to back in `w` against `T` activation rows
 /// `a` with their preparations `aux`, into `out[t * TILE_ROWS + r]`): a row at a time, each weight
 /// block is unpacked once for all the tile's tokens, while every (row, token) keeps the float
@@ -406,23 +431,15 @@ macro_rules! tiles {
         /// See the module header; this form also needs the CPU features it is compiled for.
         #[target_feature(enable = $features)]
         pub unsafe fn $q5_0<const T: usize>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
-            let Operands { xs, ys, pre, nb } = tile_operands::<BlockQ5_0, T>(w, a, aux, out);
-            for (r, x) in xs.chunks_exact(nb).enumerate() {
-                let mut acc = [_mm256_setzero_ps(); T];
-                for (b, x) in x.iter().enumerate() {
-                    let qx = unpack5(x.qh, &x.qs);
-                    let dx = scale8(x);
-                    for t in 0..T {
-                        // SAFETY: b < nb, and `tile_operands` checked every row's length.
-                        let (neg, dy, qy) = unsafe { token_block(ys[t], pre[t], b) };
-                        let lanes = _mm256_cvtepi32_ps($q5_lanes(neg, qx, qy));
-                        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), lanes, acc[t]);
-                    }
-                }
-                for (t, s) in row_sums(acc).into_iter().enumerate() {
-                    out[t * TILE_ROWS + r] = s;
-                }
-            }
+            tile_body!(
+                BlockQ5_0,
+                w,
+                a,
+                aux,
+                out,
+                |x| unpack5(x.qh, &x.qs),
+                $q5_lanes
+            )
         }
 
         /// Q8_0 · Q8_0 tile (order of `legacy::vec_dot_q8_0`; `aux` from [`prep_q8_0`]).
@@ -431,23 +448,7 @@ macro_rules! tiles {
         /// See the module header; this form also needs the CPU features it is compiled for.
         #[target_feature(enable = $features)]
         pub unsafe fn $q8_0<const T: usize>(w: &[u8], a: &[&[u8]], aux: &[&[u8]], out: &mut [f32]) {
-            let Operands { xs, ys, pre, nb } = tile_operands::<BlockQ8_0, T>(w, a, aux, out);
-            for (r, x) in xs.chunks_exact(nb).enumerate() {
-                let mut acc = [_mm256_setzero_ps(); T];
-                for (b, x) in x.iter().enumerate() {
-                    let qx = load_i8x32(&x.qs);
-                    let dx = scale8(x);
-                    for t in 0..T {
-                        // SAFETY: b < nb, and `tile_operands` checked every row's length.
-                        let (neg, dy, qy) = unsafe { token_block(ys[t], pre[t], b) };
-                        let lanes = _mm256_cvtepi32_ps($q8_lanes(neg, qx, qy));
-                        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), lanes, acc[t]);
-                    }
-                }
-                for (t, s) in row_sums(acc).into_iter().enumerate() {
-                    out[t * TILE_ROWS + r] = s;
-                }
-            }
+            tile_body!(BlockQ8_0, w, a, aux, out, |x| load_i8x32(&x.qs), $q8_lanes)
         }
     };
 }
